@@ -1,0 +1,109 @@
+"""The sshmr error tree: every error sshmr raises on purpose is an ``SshmrError``.
+
+::
+
+    SshmrError                      exit 1 unless a subclass says otherwise
+    ├── ConfigError                 exit 2: bad usage or configuration
+    │   ├── InventoryError          malformed inventory (file:line: field: problem)
+    │   ├── TargetError             TARGET not importable / not a JobExecutor
+    │   └── InputError              input file missing, bad --split, bad partitioner
+    ├── HostError                   one host cannot be used (carries ``host``)
+    │   ├── HostUnreachable         TCP connect / banner / keepalive failed
+    │   ├── AuthenticationFailed    no key was accepted, key file missing or unreadable
+    │   ├── HostKeyUnknown          host not in known_hosts (fix: --accept-new-hosts)
+    │   ├── HostKeyChanged          known_hosts has a different key (always fatal)
+    │   └── RemoteSetupFailed       python3 missing, workdir not writable, agent died
+    ├── NoHostsAvailable            exit 3: every host is down or quarantined
+    ├── ResultError                 a result that cannot be read or fails its checksum
+    ├── RunError                    a run directory problem
+    │   ├── RunNotFound             no such run in the runs dir
+    │   └── RunLocked               another master holds the run's lock
+    └── Cancelled                   exit 130: the run was interrupted or cancelled
+
+Messages are one line that names the thing and the fix. The CLI prints
+``sshmr: error: <message>`` and exits with ``exit_code``; no traceback.
+"""
+
+from __future__ import annotations
+
+
+class SshmrError(Exception):
+    """Base of every error sshmr raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(SshmrError):
+    """Bad usage or configuration; nothing was started."""
+
+    exit_code = 2
+
+
+class InventoryError(ConfigError):
+    """The inventory file is malformed; the message names file, line and field."""
+
+
+class TargetError(ConfigError):
+    """TARGET (file.py:Class or package.module:Class) cannot be loaded."""
+
+
+class InputError(ConfigError):
+    """An input file, split spec or partitioner is unusable."""
+
+
+class HostError(SshmrError):
+    """A single host cannot be used. ``host`` is the inventory name."""
+
+    def __init__(self, host: str, message: str) -> None:
+        super().__init__(f"{host}: {message}")
+        self.host = host
+
+
+class HostUnreachable(HostError):
+    """TCP connect, SSH banner or keepalive failed."""
+
+
+class AuthenticationFailed(HostError):
+    """No key was accepted, or a configured key file is missing or unreadable."""
+
+
+class HostKeyUnknown(HostError):
+    """The host is not in known_hosts; ``--accept-new-hosts`` records it."""
+
+
+class HostKeyChanged(HostError):
+    """known_hosts holds a different key for the host. Always fatal for that host."""
+
+
+class RemoteSetupFailed(HostError):
+    """The host is reachable but cannot run workers (no python3, workdir, ...)."""
+
+
+class NoHostsAvailable(SshmrError):
+    """Every host is down or quarantined; the run stops and can be resumed."""
+
+    exit_code = 3
+
+
+class ResultError(SshmrError):
+    """A result that cannot be read, decoded or verified."""
+
+
+class RunError(SshmrError):
+    """A problem with a run directory."""
+
+    exit_code = 2
+
+
+class RunNotFound(RunError):
+    """No such run in the runs directory."""
+
+
+class RunLocked(RunError):
+    """Another master (run or resume) holds the run's lock."""
+
+
+class Cancelled(SshmrError):
+    """The run was interrupted (Ctrl-C, SIGTERM) or cancelled with ``sshmr cancel``."""
+
+    exit_code = 130

@@ -1,0 +1,221 @@
+"""One host as the master sees it: its transport, its agent channel and two helper threads.
+
+``HostSession.connect_async`` connects, prepares the workdir, pushes the code bundle and
+starts the host agent on a thread of its own, then reads the agent's messages and posts
+them to the master's queue. ``io`` runs file transfers (large payloads, input files,
+large results) off the master's thread. Every item posted carries the session's
+``generation``, so the master drops what a previous connection said.
+
+Items posted: ``(kind, host, generation, data)`` with kind ``connected`` (agent info),
+``failed`` (an exception), ``msg`` (a protocol message), ``eof`` (why) or ``io`` (a
+callable's outcome).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .bundle import ENTRY, Bundle, push_bundle
+from .errors import HostError, RemoteSetupFailed
+from .remote import protocol
+from .transport.base import AgentStream, Transport
+
+READY_TIMEOUT = 30.0
+
+
+class HostSession:
+    def __init__(self, transport: Transport, *, python: str, workdir: str, slots: int | None,
+                 run_id: str, bundle: Bundle, agent_config: dict[str, Any],
+                 events: queue.SimpleQueue) -> None:
+        self.name = transport.name
+        self.transport = transport
+        self.transport_slots = slots  # from the inventory; None: the host's CPU count
+        self.python = python
+        self.workdir_spec = workdir
+        self.run_id = run_id
+        self.bundle = bundle
+        self.agent_config = agent_config
+        self.events = events
+        self.generation = 0
+        self.agent: AgentStream | None = None
+        self.workdir = ""
+        self.run_dir = ""
+        self.last_heard = 0.0
+        self.last_sent = 0.0
+        self.alive = False
+        self._send_lock = threading.Lock()
+        self._eof = threading.Event()  # the current agent's stream ended
+        self._io: queue.SimpleQueue[tuple[int, Callable[[], Any], Any] | None] | None = None
+
+    # -------------------------------------------------------------- connecting
+
+    def connect_async(self) -> None:
+        self.generation += 1
+        threading.Thread(target=self._connect_and_read, args=(self.generation,), daemon=True,
+                         name=f"sshmr-host-{self.name}").start()
+
+    def _connect_and_read(self, gen: int) -> None:
+        self._eof.clear()
+        try:
+            info = self._connect()
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, none raised
+            self.transport.close()
+            self._post("failed", gen, exc)
+            return
+        self._post("connected", gen, info)
+        self._read(gen)
+
+    def _connect(self) -> dict[str, Any]:
+        t = self.transport
+        t.connect()
+        try:
+            workdir = self.workdir_spec
+            if workdir == "~" or workdir.startswith("~/"):
+                workdir = t.home() + workdir[1:]
+            t.makedirs(workdir, 0o700)
+            code_dir = push_bundle(t, self.bundle, workdir)
+            self.workdir = workdir
+            self.run_dir = f"{workdir}/runs/{self.run_id}"
+            t.makedirs(f"{self.run_dir}/a", 0o700)
+        except HostError:
+            raise
+        except OSError as exc:
+            raise RemoteSetupFailed(self.name, f"cannot prepare workdir {self.workdir_spec!r}: "
+                                    f"{exc}; fix workdir in the inventory") from None
+        config = dict(self.agent_config, run_dir=self.run_dir,
+                      target=self.bundle.target_config(code_dir))
+        argv = [self.python, "-u", f"{code_dir}/{ENTRY}", json.dumps(config)]
+        agent = t.start_agent(argv)
+        first = self._first_line(agent)
+        try:
+            msg = protocol.decode(first)
+        except ValueError:
+            msg = {}
+        if msg.get("t") != "ready":
+            status = agent.exit_status()
+            err = (agent.stderr().strip() or first.decode(errors="replace").strip())[-300:]
+            hint = ""
+            if status == 127 or "not found" in err:
+                hint = f"; is {self.python!r} installed? set python: in the inventory"
+            raise RemoteSetupFailed(self.name, f"the sshmr agent did not start (exit {status}):"
+                                    f" {err or 'no output'}{hint}")
+        self.agent = agent
+        self.alive = True
+        return msg
+
+    @staticmethod
+    def _first_line(agent: AgentStream) -> bytes:
+        result: list[bytes] = []
+
+        def read() -> None:
+            buf = b""
+            while b"\n" not in buf:
+                chunk = agent.recv()
+                if not chunk:
+                    break
+                buf += chunk
+            result.append(buf)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(READY_TIMEOUT)
+        if not result:
+            agent.close()
+            return b""
+        line, _, rest = result[0].partition(b"\n")
+        agent.leftover = rest  # type: ignore[attr-defined]
+        return line
+
+    def _read(self, gen: int) -> None:
+        agent = self.agent
+        assert agent is not None
+        buf = getattr(agent, "leftover", b"")
+        while True:
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if line:
+                    try:
+                        self._post("msg", gen, protocol.decode(line))
+                    except ValueError:
+                        self._eof.set()
+                        self._post("eof", gen, f"garbled message from the agent: {line[:200]!r}")
+                        return
+            chunk = agent.recv()
+            if not chunk:
+                break
+            buf += chunk
+        self._eof.set()
+        err = agent.stderr().strip()
+        why = "connection to the agent closed" + (f": {err[-300:]}" if err else "")
+        self._post("eof", gen, why)
+
+    def _post(self, kind: str, gen: int, data: Any) -> None:
+        self.events.put((kind, self.name, gen, data))
+
+    # ------------------------------------------------------------------ using
+
+    def send(self, data: bytes) -> bool:
+        """Send raw protocol bytes; False if the channel is gone (an ``eof`` follows)."""
+        agent = self.agent
+        if agent is None or not self.alive:
+            return False
+        try:
+            with self._send_lock:
+                agent.send(data)
+        except OSError:
+            return False
+        return True
+
+    def io(self, fn: Callable[[], Any], tag: Any) -> None:
+        """Run ``fn`` on this host's I/O thread; post ``io`` with (tag, result or exception)."""
+        if self._io is None:
+            self._io = queue.SimpleQueue()
+            threading.Thread(target=self._io_loop, args=(self._io,), daemon=True,
+                             name=f"sshmr-io-{self.name}").start()
+        self._io.put((self.generation, fn, tag))
+
+    def _io_loop(self, tasks: queue.SimpleQueue) -> None:
+        while True:
+            item = tasks.get()
+            if item is None:
+                return
+            gen, fn, tag = item
+            try:
+                outcome: Any = fn()
+            except Exception as exc:  # noqa: BLE001 - handed to the master
+                outcome = exc
+            self._post("io", gen, (tag, outcome))
+
+    def lost(self) -> None:
+        """Forget the connection (the host is down); later items are stale."""
+        self.alive = False
+        self.generation += 1
+        agent, self.agent = self.agent, None
+        if agent is not None:
+            threading.Thread(target=self._close_quietly, args=(agent,), daemon=True).start()
+
+    def _close_quietly(self, agent: AgentStream) -> None:
+        try:
+            agent.close()
+        except Exception:  # noqa: BLE001 - the host is already gone
+            pass
+        self.transport.close()
+
+    def shutdown(self, cleanup: bool, wait: float = 10.0) -> None:
+        """Ask the agent to stop every worker (and remove the run dir), then disconnect."""
+        if self._io is not None:
+            self._io.put(None)
+        agent = self.agent
+        if agent is not None and self.alive:
+            self.send(protocol.encode({"t": "exit", "cleanup": cleanup}))
+            self._eof.wait(wait)  # the agent has stopped its workers and exited
+            closer = threading.Thread(target=agent.close, daemon=True)
+            closer.start()
+            closer.join(wait)
+        self.alive = False
+        self.agent = None
+        self.transport.close()

@@ -1,0 +1,376 @@
+"""The master loop: executes the scheduler's actions through host sessions, feeds events back.
+
+One thread owns the scheduler and the journal. Host sessions post what their agents say
+to a queue; the loop drains it in batches, turns items into scheduler events, runs the
+returned actions (journal first, then the wire) and, on a timer, ticks the scheduler,
+sends heartbeats, notices silent hosts, reconnects lost ones, flushes the journal and
+tells hosts which attempt directories they may drop (only after the flush that committed
+them).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import queue
+import signal
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from . import scheduler as s
+from .config import RunConfig
+from .errors import HostError, HostKeyChanged, HostKeyUnknown, HostUnreachable
+from .hostsession import HostSession
+from .jobs import AttemptState, Reason
+from .journal import Journal
+from .remote import protocol
+
+FILE_PAYLOAD = '{"' + "$sshmr_input_file" + '"'
+LARGE_RESULT = 1 << 20  # json results above this go to a file in the run dir
+STATUS_REASON = {
+    "error": Reason.ERROR, "system": Reason.SYSTEM, "timeout": Reason.TIMEOUT,
+    "max_living": Reason.MAX_LIVING, "worker_died": Reason.WORKER_DIED,
+    "cancelled": Reason.CANCELLED, "speculation": Reason.SPECULATION, "exit": Reason.CANCELLED,
+    "retired": Reason.MAX_LIVING, "host_lost": Reason.HOST_LOST,
+}
+
+
+class Master:
+    def __init__(self, *, run_dir: str, journal: Journal, sessions: dict[str, HostSession],
+                 scheduler: s.Scheduler, config: RunConfig, events: queue.SimpleQueue,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.run_dir = run_dir
+        self.journal = journal
+        self.sessions = sessions
+        self.sched = scheduler
+        self.cfg = config
+        self.q = events
+        self.progress = progress
+        self.inflight: dict[int, tuple[str, int, int]] = {}  # attempt -> (host, slot, job)
+        self.details: dict[int, dict[str, Any]] = {}
+        self.results: dict[int, tuple[str, bytes]] = {}
+        self.to_release: dict[str, list[int]] = defaultdict(list)
+        self.reconnect_at: dict[str, float] = {}
+        self.host_errors: dict[str, str] = {}
+        self.finished: s.Finished | None = None
+        self.interrupts = 0
+        self._timeout_json = json.dumps(config.timeout)
+        self._sync = "true" if config.max_retries == 0 else "false"
+        self._last = {"tick": 0.0, "flush": 0.0, "cancel": 0.0, "progress": time.monotonic()}
+
+    # ------------------------------------------------------------------- loop
+
+    def run(self, initial: list[object]) -> s.Finished:
+        old = self._install_signals()
+        try:
+            self._apply(self.sched.handle(time.monotonic(), *initial))
+            for session in self.sessions.values():
+                session.connect_async()
+            while self.finished is None:
+                self._process(self._drain())
+                self._timers(time.monotonic())
+        finally:
+            self._shutdown()
+            self._restore_signals(old)
+        return self.finished
+
+    def _drain(self) -> list[tuple]:
+        try:
+            items = [self.q.get(timeout=0.05)]
+        except queue.Empty:
+            return []
+        while len(items) < 5000:
+            try:
+                items.append(self.q.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def _process(self, items: list[tuple]) -> None:
+        now = time.monotonic()
+        events: list[object] = []
+        for kind, host, gen, data in items:
+            session = self.sessions[host]
+            if gen != session.generation:
+                continue  # said by an earlier connection
+            session.last_heard = now
+            events.extend(getattr(self, "_on_" + kind)(session, data))
+        if events:
+            self._apply(self.sched.handle(now, *events))
+
+    def _timers(self, now: float) -> None:
+        last = self._last
+        events: list[object] = []
+        if now - last["tick"] >= 0.1:
+            last["tick"] = now
+            events.append(s.Tick())
+            hb = protocol.encode({"t": "hb"})
+            for session in self.sessions.values():
+                if not session.alive:
+                    continue
+                if now - session.last_heard > self.cfg.host_silence:
+                    events.append(self._host_down(session, f"no message from the host for "
+                                                           f"{self.cfg.host_silence:g}s"))
+                elif now - session.last_sent >= self.cfg.heartbeat:
+                    session.last_sent = now
+                    session.send(hb)
+            for host, at in list(self.reconnect_at.items()):
+                if now >= at:
+                    del self.reconnect_at[host]
+                    self.sessions[host].connect_async()
+        if now - last["cancel"] >= 0.25:
+            last["cancel"] = now
+            if self.interrupts or os.path.exists(os.path.join(self.run_dir, "cancel")):
+                events.append(s.CancelRequested("cancelled"))
+        if events:
+            self._apply(self.sched.handle(now, *events))
+        if self.journal.dirty and now - last["flush"] >= 0.05:
+            last["flush"] = now
+            self._flush()
+        if self.progress and now - last["progress"] >= 2.0:
+            last["progress"] = now
+            self.progress(self._progress_line())
+
+    def _flush(self) -> None:
+        self.journal.flush()
+        for host, attempts in self.to_release.items():
+            if attempts:
+                self.sessions[host].send(protocol.encode({"t": "release", "a": attempts}))
+        self.to_release.clear()
+
+    # --------------------------------------------------------- session items
+
+    def _on_connected(self, session: HostSession, info: dict) -> list[object]:
+        slots = self.cfg.slots or session.transport_slots or int(info.get("cpus", 1))
+        session.last_heard = session.last_sent = time.monotonic()
+        self.host_errors.pop(session.name, None)
+        self.journal.host(session.name, "up", slots=slots, workdir=session.workdir)
+        self.journal.event("host_up", f"{slots} slots, python {info.get('python')}",
+                           host=session.name)
+        return [s.HostUp(session.name, slots)]
+
+    def _on_failed(self, session: HostSession, exc: Exception) -> list[object]:
+        fatal = not isinstance(exc, HostUnreachable)
+        message = str(exc) if isinstance(exc, HostError) else f"{session.name}: {exc!r}"
+        self.host_errors[session.name] = message
+        self.journal.host(session.name, "failed" if fatal else "down", error=message)
+        self.journal.event("host_failed", message, host=session.name)
+        if self.progress:
+            self.progress(f"host {message}")
+        if isinstance(exc, (HostKeyChanged, HostKeyUnknown)):
+            fatal = True
+        return [s.HostDown(session.name, message, fatal=fatal)]
+
+    def _on_eof(self, session: HostSession, why: str) -> list[object]:
+        return [self._host_down(session, why)]
+
+    def _host_down(self, session: HostSession, why: str) -> s.HostDown:
+        session.lost()
+        message = f"{session.name}: {why}"
+        self.host_errors[session.name] = message
+        self.journal.host(session.name, "down", error=message)
+        self.journal.event("host_down", why, host=session.name)
+        if self.progress:
+            self.progress(f"host {message}")
+        return s.HostDown(session.name, why)
+
+    def _on_io(self, session: HostSession, data: tuple) -> list[object]:
+        (what, attempt), outcome = data
+        if attempt not in self.inflight:
+            return []
+        if isinstance(outcome, Exception):
+            self.details.setdefault(attempt, {})["error"] = f"{what} failed: {outcome}"
+            return [s.AttemptFailed(attempt, Reason.SYSTEM if what == "push" else Reason.CORRUPT,
+                                    slot_alive=True)]
+        if what == "fetch":
+            meta, blob = outcome
+            return [self._verified(attempt, meta, blob)]
+        session.send(outcome)  # a pushed payload: now send the run message
+        return []
+
+    def _on_msg(self, session: HostSession, msg: dict) -> list[object]:
+        kind = msg["t"]
+        if kind == "done":
+            return self._on_done(session, msg)
+        if kind == "ack":
+            if msg["a"] in self.inflight:
+                self.journal.started(msg["a"])
+                return [s.AttemptStarted(msg["a"])]
+        elif kind == "up":
+            life = msg.get("life")
+            expires = time.monotonic() + life if life is not None else float("inf")
+            return [s.SlotUp((session.name, msg["slot"]), expires)]
+        elif kind == "down":
+            failed_start = msg.get("reason") == "setup"
+            if failed_start:
+                error = msg.get("error") or "worker setup failed"
+                self.host_errors[session.name] = f"{session.name}: {error}"
+                self.journal.event("setup_failed", f"{error}\n{msg.get('tb') or ''}",
+                                   host=session.name)
+            return [s.SlotDown((session.name, msg["slot"]), msg.get("reason", ""), failed_start)]
+        return []
+
+    def _on_done(self, session: HostSession, msg: dict) -> list[object]:
+        attempt = msg["a"]
+        if attempt not in self.inflight:
+            if msg.get("status") == "ok":
+                self.journal.event("late_result", "a result arrived after its attempt was given"
+                                   " up; discarded", host=session.name, attempt=attempt)
+            return []
+        self.details[attempt] = msg
+        status = msg["status"]
+        if status == "ok":
+            if "r" in msg:
+                return [self._verified(attempt, msg, msg["r"].encode())]
+            if "rb" in msg:
+                return [self._verified(attempt, msg, base64.b64decode(msg["rb"]))]
+            path = f"{protocol.attempt_dir(session.run_dir, attempt)}/{protocol.RESULT_FILE}"
+            session.io(lambda: (msg, session.transport.get_bytes(path)), ("fetch", attempt))
+            return []
+        reason = STATUS_REASON.get(status, Reason.WORKER_DIED)
+        return [s.AttemptFailed(attempt, reason, slot_alive=status in ("error", "system"))]
+
+    def _verified(self, attempt: int, meta: dict, data: bytes) -> object:
+        problem = protocol.check_result(meta, data)
+        if problem is None and meta.get("kind") == "json":
+            try:
+                json.loads(data)
+            except ValueError:
+                problem = "result is not valid JSON"
+        if problem is not None:
+            self.details.setdefault(attempt, {})["error"] = f"corrupt result: {problem}"
+            return s.AttemptFailed(attempt, Reason.CORRUPT, slot_alive=True)
+        self.results[attempt] = (meta["kind"], data)
+        return s.AttemptSucceeded(attempt)
+
+    # ---------------------------------------------------------------- actions
+
+    def _apply(self, actions: list[object]) -> None:
+        for action in actions:
+            getattr(self, "_do_" + type(action).__name__)(action)
+
+    def _do_Launch(self, a: s.Launch) -> None:
+        host, index = a.slot
+        session = self.sessions[host]
+        self.journal.dispatch(a.attempt_id, a.job_id, a.number, host, index)
+        self.inflight[a.attempt_id] = (host, index, a.job_id)
+        if self._sync == "true":
+            self.journal.flush()  # max_retries=0: the dispatch is durable before the launch
+        payload = self.journal.payload(a.job_id)
+        head = (f'{{"t":"run","slot":{index},"a":{a.attempt_id},"timeout":{self._timeout_json},'
+                f'"sync":{self._sync}')
+        if len(payload) <= self.cfg.inline_limit and not payload.startswith(FILE_PAYLOAD):
+            session.send(f"{head},\"p\":{payload}}}\n".encode())
+            return
+        adir = protocol.attempt_dir(session.run_dir, a.attempt_id)
+        t = session.transport
+
+        def push() -> bytes:
+            t.makedirs(adir)
+            if payload.startswith(FILE_PAYLOAD):
+                local = json.loads(payload)["$sshmr_input_file"]
+                name = os.path.basename(local)
+                t.put_file(local, f"{adir}/{name}")
+                return f"{head},\"p\":{json.dumps({protocol.FILE_MARK: name})}}}\n".encode()
+            t.put_bytes(payload.encode(), f"{adir}/{protocol.PAYLOAD_FILE}")
+            return f"{head}}}\n".encode()
+
+        session.io(push, ("push", a.attempt_id))
+
+    def _do_Kill(self, a: s.Kill) -> None:
+        self.sessions[a.slot[0]].send(
+            protocol.encode({"t": "kill", "a": a.attempt_id, "reason": a.reason.value}))
+
+    def _do_Commit(self, a: s.Commit) -> None:
+        kind, data = self.results.pop(a.attempt_id)
+        text = file = None
+        if kind == "json" and len(data) <= LARGE_RESULT:
+            text = data.decode()
+        else:
+            file = f"results/{a.job_id}.{'json' if kind == 'json' else 'bin'}"
+            os.makedirs(os.path.join(self.run_dir, "results"), exist_ok=True)
+            protocol.write_atomic(os.path.join(self.run_dir, file), data, sync=True)
+        self.journal.commit_result(a.job_id, a.attempt_id, kind, text, file)
+        self._end(a.attempt_id, AttemptState.SUCCEEDED, None, release=True)
+
+    def _do_Discard(self, a: s.Discard) -> None:
+        self.results.pop(a.attempt_id, None)
+        self.journal.event("discarded", "duplicate result: the job already has one",
+                           job=a.job_id, attempt=a.attempt_id)
+        self._end(a.attempt_id, AttemptState.DISCARDED, "duplicate", release=True)
+
+    def _do_AttemptEnded(self, a: s.AttemptEnded) -> None:
+        self.results.pop(a.attempt_id, None)
+        if a.retry:
+            self.journal.event("retry", a.reason.value, job=a.job_id, attempt=a.attempt_id)
+        self._end(a.attempt_id, AttemptState.FAILED, a.reason.value,
+                  release=not a.reason.outcome_unknown)
+
+    def _end(self, attempt: int, state: AttemptState, reason: str | None, release: bool) -> None:
+        where = self.inflight.pop(attempt, None)
+        self.journal.end_attempt(attempt, state, reason, self.details.pop(attempt, {}))
+        if release and where is not None:
+            self.to_release[where[0]].append(attempt)
+
+    def _do_GiveUp(self, a: s.GiveUp) -> None:
+        self.journal.give_up(a.job_id, a.state, a.reason)
+
+    def _do_StartSlot(self, a: s.StartSlot) -> None:
+        self.sessions[a.slot[0]].send(protocol.encode({"t": "start", "slot": a.slot[1]}))
+
+    def _do_RetireSlot(self, a: s.RetireSlot) -> None:
+        self.sessions[a.slot[0]].send(protocol.encode({"t": "retire", "slot": a.slot[1]}))
+
+    def _do_ReconnectHost(self, a: s.ReconnectHost) -> None:
+        self.reconnect_at[a.host] = a.at
+
+    def _do_QuarantineHost(self, a: s.QuarantineHost) -> None:
+        error = self.host_errors.get(a.host, "")
+        self.journal.host(a.host, "quarantined", error=f"{a.reason}; {error}".strip("; "))
+        self.journal.event("quarantined", a.reason, host=a.host)
+        if self.progress:
+            self.progress(f"host {a.host} quarantined: {a.reason} {error}".rstrip())
+
+    def _do_Finished(self, a: s.Finished) -> None:
+        self.finished = a
+
+    # ------------------------------------------------------------ shutting down
+
+    def _shutdown(self) -> None:
+        self._flush()
+        threads = [threading.Thread(target=session.shutdown, args=(True,), daemon=True)
+                   for session in self.sessions.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(15)
+        self.journal.flush()
+
+    def _progress_line(self) -> str:
+        counts = self.journal.counts()
+        done = counts["SUCCEEDED"] + counts["FAILED"] + counts["UNKNOWN"] + counts["CANCELLED"]
+        total = sum(counts.values())
+        return (f"{done}/{total} jobs done, {self.sched.running} running, "
+                f"{counts['FAILED']} failed, {len(self.inflight)} in flight")
+
+    def _install_signals(self) -> dict:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, self._on_signal)
+        return old
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.interrupts += 1
+        if self.interrupts > 1:
+            raise KeyboardInterrupt  # a second Ctrl-C forces
+
+    @staticmethod
+    def _restore_signals(old: dict) -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,1 @@
+"""The code that runs on hosts: standard library only, Python 3.8+."""

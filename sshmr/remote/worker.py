@@ -1,0 +1,162 @@
+"""``Worker``: the process that runs one slot's jobs, one at a time (stdlib only).
+
+The host agent forks one Worker per slot in its own session (so a kill of its process
+group takes every child with it). The worker imports the user's code, calls ``setup()``
+once, then reads ``run`` messages from a pipe, runs ``execute(payload)`` in-process and
+commits each result to the attempt directory before answering ``done``. A job that
+raises is reported with its traceback and the worker carries on with the next job.
+Its stdout/stderr go to the attempt's files, never to the control channel.
+``max_living`` is enforced by the kernel too: ``SIGALRM`` ends the process even if
+both the agent and the master are gone.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from typing import Any, Dict, Optional
+
+from ..executor import JobExecutor
+from . import protocol
+
+ALARM_MARGIN = 5.0
+
+
+class Worker:
+    """Runs jobs for one slot. ``max_living``: seconds before the process ends itself."""
+
+    def __init__(
+        self,
+        executor: JobExecutor,
+        max_living: Optional[float] = None,
+        *,
+        run_dir: str = ".",
+        inline_limit: int = 65536,
+    ) -> None:
+        self.executor = executor
+        self.max_living = max_living
+        self.run_dir = run_dir
+        self.inline_limit = inline_limit
+        self.born = time.monotonic()
+
+    # ---------------------------------------------------------------- serving
+
+    def serve(self, rfd: int, wfd: int) -> None:
+        """Answer ``run`` messages read from ``rfd`` until it closes."""
+        if self.max_living:  # the agent retires us at max_living; this is the backstop
+            signal.alarm(max(1, int(self.max_living + ALARM_MARGIN)))
+        reader = os.fdopen(rfd, "rb", buffering=65536)
+        try:
+            self.executor.setup()
+        except BaseException as exc:  # noqa: BLE001 - reported, then the worker ends
+            self._send(wfd, {"t": "down", "error": _describe(exc), "tb": traceback.format_exc()})
+            return
+        self._send(wfd, {"t": "up"})
+        for line in reader:
+            msg = protocol.decode(line)
+            if msg["t"] == "run":
+                self._send(wfd, self.run_attempt(msg))
+
+    def run_attempt(self, msg: Dict[str, Any]) -> Dict[str, Any]:
+        """Run one attempt and commit its outcome to disk; return the ``done`` message."""
+        attempt_id = msg["a"]
+        adir = protocol.attempt_dir(self.run_dir, attempt_id)
+        os.makedirs(adir, exist_ok=True)
+        sync = bool(msg.get("sync"))
+        started = time.time()
+        meta: Dict[str, Any] = {"t": "done", "a": attempt_id, "status": "ok"}
+        data = b""
+        try:
+            payload = self._payload(msg, adir)
+        except Exception as exc:  # noqa: BLE001
+            meta.update(status="system", error="cannot read payload: " + _describe(exc))
+        else:
+            result, meta = self._execute(payload, adir, meta)
+            if meta["status"] == "ok":
+                try:
+                    data, meta["kind"] = _serialise(result)
+                except (TypeError, ValueError) as exc:
+                    meta.update(
+                        status="error",
+                        error="the result of execute() is not JSON-serialisable (%s); return"
+                        " dicts, lists, str, numbers, None or bytes" % exc,
+                    )
+        meta["dur"] = round(time.time() - started, 6)
+        try:
+            if meta["status"] == "ok":
+                meta["sha"] = protocol.sha256(data)
+                meta["size"] = len(data)
+                protocol.write_atomic(os.path.join(adir, protocol.RESULT_FILE), data, sync)
+            protocol.write_atomic(
+                os.path.join(adir, protocol.DONE_FILE), json.dumps(meta).encode(), sync
+            )
+        except OSError as exc:
+            meta = {"t": "done", "a": attempt_id, "status": "system",
+                    "error": "cannot commit the result on the host: %s" % exc}
+        if meta["status"] == "ok" and len(data) <= self.inline_limit:
+            if meta["kind"] == "json":
+                meta["r"] = data.decode()
+            else:
+                meta["rb"] = base64.b64encode(data).decode()
+        meta["out"] = protocol.read_tail(os.path.join(adir, "stdout"))
+        meta["err"] = protocol.read_tail(os.path.join(adir, "stderr"))
+        return meta
+
+    # -------------------------------------------------------------- internals
+
+    def _payload(self, msg: Dict[str, Any], adir: str) -> Any:
+        if "p" in msg:
+            payload = msg["p"]
+        else:
+            with open(os.path.join(adir, protocol.PAYLOAD_FILE), "rb") as f:
+                payload = json.loads(f.read())
+        if isinstance(payload, dict) and list(payload) == [protocol.FILE_MARK]:
+            return os.path.join(adir, payload[protocol.FILE_MARK])
+        return payload
+
+    def _execute(self, payload: Any, adir: str, meta: Dict[str, Any]):
+        saved = os.dup(1), os.dup(2)
+        out = os.open(os.path.join(adir, "stdout"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        err = os.open(os.path.join(adir, "stderr"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        result = None
+        try:
+            result = self.executor.execute(payload)
+        except BaseException as exc:  # noqa: BLE001 - any exception is the job's failure
+            if isinstance(exc, SystemExit) and exc.code in (None, 0):
+                exc = RuntimeError("execute() called sys.exit(%r)" % (exc.code,))
+            meta.update(status="error", error=_describe(exc), tb=traceback.format_exc())
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in (out, err) + saved:
+                os.close(fd)
+        return result, meta
+
+    @staticmethod
+    def _send(wfd: int, msg: Dict[str, Any]) -> None:
+        data = memoryview(protocol.encode(msg))
+        while data:
+            data = data[os.write(wfd, data):]
+
+
+def _serialise(result: Any):
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return bytes(result), "bytes"
+    return json.dumps(result, allow_nan=False).encode(), "json"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return "%s: %s" % (type(exc).__name__, text[0]) if text else type(exc).__name__

@@ -1,0 +1,85 @@
+"""Run directories: naming, finding the latest, and the one-master-per-run lock.
+
+``RUNS_DIR/RUN_ID/`` holds ``journal.sqlite``, ``code/`` (the job code snapshot),
+``results/`` (bytes and large results), ``lock`` (held by the master while it runs) and
+``cancel`` (written by ``sshmr cancel``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import time
+
+from .errors import RunLocked, RunNotFound
+from .journal import Journal
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def create_run_dir(runs_dir: str) -> tuple[str, str]:
+    os.makedirs(runs_dir, exist_ok=True)
+    while True:
+        run_id = new_run_id()
+        path = os.path.join(runs_dir, run_id)
+        try:
+            os.mkdir(path, 0o700)
+            return run_id, path
+        except FileExistsError:
+            continue
+
+
+def find_run(runs_dir: str, run_id: str | None) -> str:
+    """The run dir of ``run_id``, or of the latest run when None."""
+    if run_id is None:
+        candidates = []
+        if os.path.isdir(runs_dir):
+            candidates = sorted(
+                name for name in os.listdir(runs_dir)
+                if os.path.exists(os.path.join(runs_dir, name, Journal.FILE)))
+        if not candidates:
+            raise RunNotFound(f"no runs in {runs_dir!r}; start one with 'sshmr run', or pass"
+                              " --runs-dir")
+        run_id = candidates[-1]
+    path = os.path.join(runs_dir, run_id)
+    if not os.path.exists(os.path.join(path, Journal.FILE)):
+        raise RunNotFound(f"no run {run_id!r} in {runs_dir!r}; 'sshmr runs' lists them")
+    return path
+
+
+class RunLock:
+    """An exclusive flock on ``RUN_DIR/lock``; released when the process dies."""
+
+    def __init__(self, run_dir: str) -> None:
+        self.path = os.path.join(run_dir, "lock")
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise RunLocked(f"run {os.path.basename(run_dir)} is in use by another sshmr"
+                            " process (run or resume); wait for it or cancel it") from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, str(os.getpid()).encode())
+
+    @staticmethod
+    def held(run_dir: str) -> bool:
+        path = os.path.join(run_dir, "lock")
+        if not os.path.exists(path):
+            return False
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

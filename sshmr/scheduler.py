@@ -1,0 +1,516 @@
+"""The scheduler: a pure state machine deciding which job runs where, and what happens next.
+
+``Scheduler.handle(now, *events)`` takes events (what happened) and returns actions (what
+the master must do). It does no I/O, starts no threads and never reads the clock: ``now``
+is passed in. Every policy lives here: random assignment to free slots, timeouts, retries
+up to ``max_retries`` (``0``: a job is never launched twice), first-result-wins, host
+quarantine, worker retirement at ``max_living``, cancel and halt.
+
+A slot is ``(host, index)``. A host's slots come and go with ``SlotUp``/``SlotDown``; the
+master reconnects lost hosts when told to with ``ReconnectHost``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .jobs import JobState, Reason
+
+Slot = tuple[str, int]
+
+# ---------------------------------------------------------------------------- events
+
+
+@dataclass(slots=True, frozen=True)
+class JobsAdded:
+    job_ids: tuple[int, ...]
+
+
+@dataclass(slots=True, frozen=True)
+class HostUp:
+    host: str
+    slots: int
+
+
+@dataclass(slots=True, frozen=True)
+class HostDown:
+    host: str
+    reason: str
+    fatal: bool = False  # e.g. host key changed: never reconnect
+
+
+@dataclass(slots=True, frozen=True)
+class SlotUp:
+    slot: Slot
+    expires_at: float  # when the worker retires (its max_living), on our clock
+
+
+@dataclass(slots=True, frozen=True)
+class SlotDown:
+    slot: Slot
+    reason: str
+    failed_start: bool = False  # the worker never came up (job code or setup() failed)
+
+
+@dataclass(slots=True, frozen=True)
+class AttemptStarted:
+    attempt_id: int
+
+
+@dataclass(slots=True, frozen=True)
+class AttemptSucceeded:
+    attempt_id: int  # its result is verified and readable
+
+
+@dataclass(slots=True, frozen=True)
+class AttemptFailed:
+    attempt_id: int
+    reason: Reason
+    slot_alive: bool = True  # the worker is still up and free (e.g. the job raised)
+
+
+@dataclass(slots=True, frozen=True)
+class Tick:
+    pass
+
+
+@dataclass(slots=True, frozen=True)
+class CancelRequested:
+    reason: str = "cancelled"
+
+
+# --------------------------------------------------------------------------- actions
+
+
+@dataclass(slots=True, frozen=True)
+class Launch:
+    attempt_id: int
+    job_id: int
+    slot: Slot
+    number: int  # 1 for the first launch of the job, 2 for its first retry, ...
+
+
+@dataclass(slots=True, frozen=True)
+class Kill:
+    attempt_id: int
+    slot: Slot
+    reason: Reason
+
+
+@dataclass(slots=True, frozen=True)
+class Commit:
+    attempt_id: int
+    job_id: int
+
+
+@dataclass(slots=True, frozen=True)
+class Discard:
+    attempt_id: int
+    job_id: int
+
+
+@dataclass(slots=True, frozen=True)
+class AttemptEnded:
+    """An attempt failed; the job is re-queued (``retry``) or has been given up."""
+
+    attempt_id: int
+    job_id: int
+    reason: Reason
+    retry: bool
+
+
+@dataclass(slots=True, frozen=True)
+class GiveUp:
+    job_id: int
+    state: JobState  # FAILED, UNKNOWN or CANCELLED
+    reason: str
+
+
+@dataclass(slots=True, frozen=True)
+class StartSlot:
+    slot: Slot
+
+
+@dataclass(slots=True, frozen=True)
+class RetireSlot:
+    slot: Slot  # the worker is idle and too close to max_living: replace it
+
+
+@dataclass(slots=True, frozen=True)
+class ReconnectHost:
+    host: str
+    at: float
+
+
+@dataclass(slots=True, frozen=True)
+class QuarantineHost:
+    host: str
+    reason: str
+
+
+@dataclass(slots=True, frozen=True)
+class Finished:
+    state: str  # "done", "cancelled", "halted", "no_hosts"
+    message: str = ""
+
+
+# ----------------------------------------------------------------------------- state
+
+
+@dataclass(slots=True)
+class _Job:
+    state: JobState = JobState.PENDING
+    launches: int = 0
+    running: set[int] = field(default_factory=set)
+    failed_hosts: set[str] = field(default_factory=set)
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Attempt:
+    job_id: int
+    slot: Slot
+    deadline: float | None
+    done: bool = False
+
+
+@dataclass(slots=True)
+class _SlotState:
+    idle: bool = False
+    attempt: int | None = None
+    expires_at: float = float("inf")
+
+
+@dataclass(slots=True)
+class _Host:
+    n_slots: int = 0
+    up: bool = False
+    quarantined: bool = False
+    dead: bool = False  # fatal: never reconnected
+    fail_streak: int = 0
+    reconnects: int = 0
+
+
+class Scheduler:
+    """Events in, actions out. See the module docstring."""
+
+    def __init__(
+        self,
+        hosts: Iterable[str],
+        *,
+        max_retries: int = 3,
+        timeout: float | None = None,
+        deadline_grace: float = 5.0,
+        seed: int | None = None,
+        quarantine_after: int = 5,
+        reconnect_backoff: tuple[float, float] = (1.0, 30.0),
+        halt_on_failures: int | float | None = None,
+        first_attempt_id: int = 1,
+    ) -> None:
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.deadline_grace = deadline_grace
+        self.quarantine_after = quarantine_after
+        self.reconnect_backoff = reconnect_backoff
+        self.halt_on_failures = halt_on_failures
+        self._rng = random.Random(seed)
+        self._hosts = {name: _Host() for name in hosts}
+        self._slots: dict[Slot, _SlotState] = {}
+        self._free: list[Slot] = []
+        self._jobs: dict[int, _Job] = {}
+        self._pending: deque[int] = deque()
+        self._attempts: dict[int, _Attempt] = {}
+        self._next_attempt = first_attempt_id
+        self._ended: dict[int, int] = {}  # attempt id -> job id, for late results
+        self._open = 0  # jobs not yet in a final state
+        self._stopping: str | None = None
+        self._finished = False
+        self.failed_jobs = 0
+
+    # ------------------------------------------------------------------ queries
+
+    def job_state(self, job_id: int) -> JobState:
+        return self._jobs[job_id].state
+
+    @property
+    def running(self) -> int:
+        return sum(1 for a in self._attempts.values() if not a.done)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def next_deadline(self) -> float | None:
+        deadlines = [a.deadline for a in self._attempts.values() if a.deadline and not a.done]
+        return min(deadlines) if deadlines else None
+
+    # ------------------------------------------------------------------- events
+
+    def handle(self, now: float, *events: object) -> list[object]:
+        out: list[object] = []
+        for event in events:
+            handler = getattr(self, "_on_" + type(event).__name__)
+            handler(now, event, out)
+        if self._stopping is None:
+            self._dispatch(now, out)
+        self._check_finished(out)
+        return out
+
+    def _on_JobsAdded(self, now: float, ev: JobsAdded, out: list) -> None:
+        for job_id in ev.job_ids:
+            self._jobs[job_id] = _Job()
+            self._open += 1
+            if self._stopping:
+                self._give_up(job_id, JobState.CANCELLED, self._stopping, out)
+            else:
+                self._pending.append(job_id)
+
+    def restore_job(self, job_id: int, state: JobState, launches: int) -> None:
+        """Resume: a job already known to the journal (final jobs are not re-run)."""
+        self._jobs[job_id] = _Job(state=state, launches=launches)
+        if not state.final:
+            self._open += 1
+            self._pending.append(job_id)
+
+    def _on_HostUp(self, now: float, ev: HostUp, out: list) -> None:
+        host = self._hosts[ev.host]
+        host.up = True
+        host.n_slots = ev.slots
+        host.reconnects = 0
+        if not host.quarantined:
+            out.extend(StartSlot((ev.host, i)) for i in range(host.n_slots))
+
+    def _on_HostDown(self, now: float, ev: HostDown, out: list) -> None:
+        host = self._hosts[ev.host]
+        host.up = False
+        for slot in [s for s in self._slots if s[0] == ev.host]:
+            self._slot_gone(slot, Reason.HOST_LOST, out)
+        low, high = self.reconnect_backoff
+        delay = min(high, low * (2 ** host.reconnects))
+        host.reconnects += 1
+        if ev.fatal:
+            host.dead = True
+        elif not host.quarantined and self._stopping is None:
+            out.append(ReconnectHost(ev.host, now + delay))
+        self._check_hosts(out)
+
+    def _on_SlotUp(self, now: float, ev: SlotUp, out: list) -> None:
+        if not self._hosts[ev.slot[0]].up:
+            return
+        self._slots[ev.slot] = _SlotState(idle=True, expires_at=ev.expires_at)
+        self._free.append(ev.slot)
+
+    def _on_SlotDown(self, now: float, ev: SlotDown, out: list) -> None:
+        if ev.slot not in self._slots:
+            return
+        self._slot_gone(ev.slot, Reason.WORKER_DIED, out)
+        host = self._hosts[ev.slot[0]]
+        if ev.failed_start:
+            self._host_failed(ev.slot[0], out)
+        if host.up and not host.quarantined and self._stopping is None:
+            out.append(StartSlot(ev.slot))
+
+    def _on_AttemptStarted(self, now: float, ev: AttemptStarted, out: list) -> None:
+        pass  # the deadline runs from the launch: a lost acknowledgement must time out too
+
+    def _on_AttemptSucceeded(self, now: float, ev: AttemptSucceeded, out: list) -> None:
+        att = self._attempts.get(ev.attempt_id)
+        if att is None:  # a late result of an attempt we already gave up on
+            if ev.attempt_id in self._ended:
+                out.append(Discard(ev.attempt_id, self._ended[ev.attempt_id]))
+            return
+        job = self._jobs[att.job_id]
+        self._end_attempt(ev.attempt_id, att, slot_alive=True)
+        self._hosts[att.slot[0]].fail_streak = 0
+        if job.state.final:
+            out.append(Discard(ev.attempt_id, att.job_id))
+            return
+        job.state = JobState.SUCCEEDED
+        self._open -= 1
+        out.append(Commit(ev.attempt_id, att.job_id))
+        for other in list(job.running):  # speculative copies lose the race
+            other_att = self._attempts[other]
+            out.append(Kill(other, other_att.slot, Reason.SPECULATION))
+
+    def _on_AttemptFailed(self, now: float, ev: AttemptFailed, out: list) -> None:
+        att = self._attempts.get(ev.attempt_id)
+        if att is None or att.done:
+            return
+        self._end_attempt(ev.attempt_id, att, slot_alive=ev.slot_alive)
+        self._attempt_failed(ev.attempt_id, att, ev.reason, out)
+
+    def _on_Tick(self, now: float, ev: Tick, out: list) -> None:
+        for attempt_id, att in list(self._attempts.items()):
+            if not att.done and att.deadline is not None and now >= att.deadline:
+                out.append(Kill(attempt_id, att.slot, Reason.TIMEOUT))
+                self._end_attempt(attempt_id, att, slot_alive=False)
+                self._attempt_failed(attempt_id, att, Reason.TIMEOUT, out)
+
+    def _on_CancelRequested(self, now: float, ev: CancelRequested, out: list) -> None:
+        self._stop(ev.reason, out)
+
+    # ---------------------------------------------------------------- internals
+
+    def _stop(self, reason: str, out: list) -> None:
+        if self._stopping is not None:
+            return
+        self._stopping = reason
+        while self._pending:
+            self._give_up(self._pending.popleft(), JobState.CANCELLED, reason, out)
+        for attempt_id, att in list(self._attempts.items()):
+            if not att.done:
+                out.append(Kill(attempt_id, att.slot, Reason.CANCELLED))
+                self._end_attempt(attempt_id, att, slot_alive=False)
+                job = self._jobs[att.job_id]
+                if not job.state.final and not job.running:
+                    out.append(AttemptEnded(attempt_id, att.job_id, Reason.CANCELLED, False))
+                    self._give_up(att.job_id, JobState.CANCELLED, reason, out)
+
+    def _slot_gone(self, slot: Slot, reason: Reason, out: list) -> None:
+        state = self._slots.pop(slot)
+        if state.idle:
+            self._free.remove(slot)
+        if state.attempt is not None:
+            att = self._attempts[state.attempt]
+            if not att.done:
+                self._end_attempt(state.attempt, att, slot_alive=False)
+                self._attempt_failed(state.attempt, att, reason, out)
+
+    def _end_attempt(self, attempt_id: int, att: _Attempt, *, slot_alive: bool) -> None:
+        att.done = True
+        self._jobs[att.job_id].running.discard(attempt_id)
+        state = self._slots.get(att.slot)
+        if state is not None and state.attempt == attempt_id:
+            state.attempt = None
+            if slot_alive and self._hosts[att.slot[0]].quarantined:
+                del self._slots[att.slot]
+            elif slot_alive:
+                state.idle = True
+                self._free.append(att.slot)
+        del self._attempts[attempt_id]
+        self._ended[attempt_id] = att.job_id
+
+    def _attempt_failed(self, attempt_id: int, att: _Attempt, reason: Reason, out: list) -> None:
+        job = self._jobs[att.job_id]
+        if reason.host_fault:
+            self._host_failed(att.slot[0], out)
+        job.failed_hosts.add(att.slot[0])
+        job.reasons.append(reason.value)
+        if job.state.final or job.running:
+            out.append(AttemptEnded(attempt_id, att.job_id, reason, False))
+            return
+        if self._stopping is not None:
+            out.append(AttemptEnded(attempt_id, att.job_id, reason, False))
+            self._give_up(att.job_id, JobState.CANCELLED, self._stopping, out)
+            return
+        retry = job.launches <= self.max_retries and self.max_retries > 0
+        out.append(AttemptEnded(attempt_id, att.job_id, reason, retry))
+        if retry:
+            job.state = JobState.PENDING
+            self._pending.append(att.job_id)
+        elif self.max_retries == 0 and reason.outcome_unknown:
+            self._give_up(att.job_id, JobState.UNKNOWN, f"outcome unknown: {reason.value}", out)
+        else:
+            tried = ", ".join(job.reasons)
+            self._give_up(att.job_id, JobState.FAILED, f"{job.launches} attempt(s): {tried}", out)
+            self.failed_jobs += 1
+            self._check_halt(out)
+
+    def _host_failed(self, name: str, out: list) -> None:
+        host = self._hosts[name]
+        host.fail_streak += 1
+        if host.fail_streak >= self.quarantine_after and not host.quarantined:
+            self._quarantine(name, f"{host.fail_streak} failures in a row", out)
+
+    def _give_up(self, job_id: int, state: JobState, reason: str, out: list) -> None:
+        self._jobs[job_id].state = state
+        self._open -= 1
+        out.append(GiveUp(job_id, state, reason))
+
+    def _quarantine(self, name: str, reason: str, out: list) -> None:
+        host = self._hosts[name]
+        host.quarantined = True
+        out.append(QuarantineHost(name, reason))
+        for slot in [s for s in self._slots if s[0] == name]:
+            state = self._slots[slot]
+            if state.idle:  # busy slots finish their attempt, then go
+                self._slots.pop(slot)
+                self._free.remove(slot)
+        self._check_hosts(out)
+
+    def _check_hosts(self, out: list) -> None:
+        usable = [h for h in self._hosts.values() if not (h.dead or h.quarantined)]
+        if any(h.up for h in usable):
+            return
+        if (not usable or all(h.reconnects > 0 for h in usable)) and self._open:
+            self._stop("no_hosts", out)
+
+    def _check_halt(self, out: list) -> None:
+        limit = self.halt_on_failures
+        if limit is None:
+            return
+        if isinstance(limit, float):
+            if self.failed_jobs < max(1.0, limit * len(self._jobs)):
+                return
+        elif self.failed_jobs < limit:
+            return
+        self._stop("halted", out)
+
+    def _dispatch(self, now: float, out: list) -> None:
+        while self._pending and self._free:
+            job_id = self._pending[0]
+            slot = self._pick_slot(self._jobs[job_id].failed_hosts)
+            state = self._slots[slot]
+            if not self._fits(now, state):
+                state.idle = False
+                out.append(RetireSlot(slot))
+                continue
+            self._pending.popleft()
+            self._launch(now, job_id, slot, state, out)
+
+    def _fits(self, now: float, state: _SlotState) -> bool:
+        needed = self.timeout if self.timeout is not None else 0.0
+        return now + needed < state.expires_at
+
+    def _pick_slot(self, avoid: set[str]) -> Slot:
+        free = self._free
+        index = self._rng.randrange(len(free))
+        if avoid and free[index][0] in avoid:
+            better = [i for i, s in enumerate(free) if s[0] not in avoid]
+            if better:
+                index = self._rng.choice(better)
+        slot = free[index]
+        free[index] = free[-1]
+        free.pop()
+        return slot
+
+    def _launch(self, now: float, job_id: int, slot: Slot, state: _SlotState, out: list) -> None:
+        attempt_id = self._next_attempt
+        self._next_attempt += 1
+        job = self._jobs[job_id]
+        job.launches += 1
+        job.state = JobState.RUNNING
+        job.running.add(attempt_id)
+        deadline = None if self.timeout is None else now + self.timeout + self.deadline_grace
+        self._attempts[attempt_id] = _Attempt(job_id, slot, deadline)
+        state.idle = False
+        state.attempt = attempt_id
+        out.append(Launch(attempt_id, job_id, slot, job.launches))
+
+    def _check_finished(self, out: list) -> None:
+        if self._finished or self._open or self._attempts:
+            return
+        if self._stopping is None and not self._jobs:
+            return
+        self._finished = True
+        state = self._stopping or "done"
+        messages = {
+            "no_hosts": "every host is down or quarantined",
+            "halted": "halted after too many failures",
+        }
+        out.append(Finished(state, messages.get(state, "")))

@@ -1,0 +1,86 @@
+"""The transport interface: the only way the master touches a host.
+
+A transport gives file operations on the host (the SFTP subset sshmr needs), a one-shot
+command runner, and ``start_agent``, which returns the byte stream of a long-lived
+process (the host agent). ``LocalTransport`` implements it with the local filesystem and
+subprocesses; ``SshTransport`` with one paramiko connection and one SFTP session.
+Commands are always argument lists; a transport quotes them for the remote shell.
+"""
+
+from __future__ import annotations
+
+import abc
+
+
+class AgentStream(abc.ABC):
+    """A running agent: bytes to its stdin, bytes from its stdout."""
+
+    @abc.abstractmethod
+    def send(self, data: bytes) -> None:
+        """Write all of ``data``; raises OSError if the stream is closed."""
+
+    @abc.abstractmethod
+    def recv(self) -> bytes:
+        """Block for the next chunk of stdout; ``b""`` at end of stream."""
+
+    @abc.abstractmethod
+    def stderr(self) -> str:
+        """What the process wrote to stderr so far (bounded), for error messages."""
+
+    @abc.abstractmethod
+    def exit_status(self) -> int | None:
+        """The exit status once the process has ended, else None."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close the stream; the agent sees EOF and winds down."""
+
+
+class Transport(abc.ABC):
+    """One host. Methods may be called from several threads."""
+
+    name: str
+    local = False
+
+    @abc.abstractmethod
+    def connect(self) -> None:
+        """Open the connection (raises a HostError subclass on failure)."""
+
+    @abc.abstractmethod
+    def home(self) -> str:
+        """The absolute home directory on the host (to expand ``~`` in workdirs)."""
+
+    @abc.abstractmethod
+    def put_bytes(self, data: bytes, path: str) -> None: ...
+
+    @abc.abstractmethod
+    def put_file(self, local_path: str, path: str) -> None: ...
+
+    @abc.abstractmethod
+    def get_bytes(self, path: str) -> bytes: ...
+
+    @abc.abstractmethod
+    def exists(self, path: str) -> bool: ...
+
+    @abc.abstractmethod
+    def makedirs(self, path: str, mode: int = 0o700) -> None: ...
+
+    @abc.abstractmethod
+    def rename(self, src: str, dst: str) -> None:
+        """Rename; raises OSError if ``dst`` exists."""
+
+    @abc.abstractmethod
+    def listdir(self, path: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    def run(self, argv: list[str], timeout: float = 30.0) -> tuple[int, str, str]:
+        """Run a command to completion: (exit status, stdout, stderr)."""
+
+    @abc.abstractmethod
+    def start_agent(self, argv: list[str]) -> AgentStream: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def rmtree(self, path: str) -> None:
+        self.run(["rm", "-rf", "--", path])

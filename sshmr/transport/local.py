@@ -1,0 +1,111 @@
+"""``LocalTransport``: the embedded default. Agents are subprocesses on this machine.
+
+Same runtime, same protocol and same on-disk format as over SSH; only the pipe differs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+
+from .base import AgentStream, Transport
+
+STDERR_LIMIT = 8192
+
+
+class LocalAgent(AgentStream):
+    def __init__(self, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self._err = b""
+        threading.Thread(target=self._drain, daemon=True, name="local-agent-stderr").start()
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        for chunk in iter(lambda: self.proc.stderr.read1(4096), b""):
+            self._err = (self._err + chunk)[-STDERR_LIMIT:]
+
+    def send(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError) as exc:
+            raise OSError("agent stdin closed") from exc
+
+    def recv(self) -> bytes:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.read1(65536)
+
+    def stderr(self) -> str:
+        return self._err.decode("utf-8", "replace")
+
+    def exit_status(self) -> int | None:
+        return self.proc.poll()
+
+    def close(self) -> None:
+        if self.proc.stdin and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class LocalTransport(Transport):
+    local = True
+
+    def __init__(self, name: str = "local") -> None:
+        self.name = name
+
+    def connect(self) -> None:
+        pass
+
+    def home(self) -> str:
+        return os.path.expanduser("~")
+
+    def put_bytes(self, data: bytes, path: str) -> None:
+        with open(path, "wb") as f:
+            f.write(data)
+
+    def put_file(self, local_path: str, path: str) -> None:
+        shutil.copyfile(local_path, path)
+
+    def get_bytes(self, path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def makedirs(self, path: str, mode: int = 0o700) -> None:
+        os.makedirs(path, mode=mode, exist_ok=True)
+
+    def rename(self, src: str, dst: str) -> None:
+        if os.path.exists(dst):
+            raise FileExistsError(dst)
+        os.rename(src, dst)
+
+    def listdir(self, path: str) -> list[str]:
+        return os.listdir(path)
+
+    def run(self, argv: list[str], timeout: float = 30.0) -> tuple[int, str, str]:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def rmtree(self, path: str) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
+    def start_agent(self, argv: list[str]) -> AgentStream:
+        return LocalAgent(argv)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,315 @@
+"""``SshTransport``: one paramiko connection per host, kept for the whole run.
+
+Every phase has a timeout (TCP connect, banner, key exchange, auth, channel open, each
+SFTP call). TCP_NODELAY and SSH keepalives are on. Host keys are verified against the
+inventory's known_hosts file the way OpenSSH does (``[host]:port`` for non-22 ports): an
+unknown host is refused unless ``accept_new`` (then its key is recorded, like
+``StrictHostKeyChecking=accept-new``); a changed key is always refused. Agent
+forwarding is never requested. Remote commands are argument lists joined with
+``shlex.join``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import stat
+import threading
+import time
+
+import paramiko
+
+from ..errors import (
+    AuthenticationFailed,
+    HostKeyChanged,
+    HostKeyUnknown,
+    HostUnreachable,
+)
+from ..inventory import Host
+from .base import AgentStream, Transport
+
+DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
+STDERR_LIMIT = 8192
+_known_hosts_lock = threading.Lock()
+
+
+def known_hosts_name(hostname: str, port: int) -> str:
+    return hostname if port == 22 else f"[{hostname}]:{port}"
+
+
+class SshAgent(AgentStream):
+    def __init__(self, channel: paramiko.Channel) -> None:
+        self.channel = channel
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.channel.sendall(data)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise OSError(f"channel closed: {exc}") from exc
+
+    def recv(self) -> bytes:
+        try:
+            return self.channel.recv(65536)
+        except (OSError, EOFError, paramiko.SSHException):
+            return b""
+
+    def stderr(self) -> str:
+        data = b""
+        while self.channel.recv_stderr_ready() and len(data) < STDERR_LIMIT:
+            data += self.channel.recv_stderr(STDERR_LIMIT)
+        return data.decode("utf-8", "replace")[-STDERR_LIMIT:]
+
+    def exit_status(self) -> int | None:
+        return self.channel.recv_exit_status() if self.channel.exit_status_ready() else None
+
+    def close(self) -> None:
+        try:
+            self.channel.shutdown_write()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+        self.channel.close()
+
+
+class SshTransport(Transport):
+    def __init__(
+        self,
+        host: Host,
+        known_hosts: str,
+        *,
+        accept_new: bool = False,
+        keepalive: float = 5.0,
+        op_timeout: float = 30.0,
+    ) -> None:
+        self.name = host.name
+        self.host = host
+        self.known_hosts = known_hosts
+        self.accept_new = accept_new
+        self.keepalive = keepalive
+        self.op_timeout = op_timeout
+        self._transport: paramiko.Transport | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self._sftp_lock = threading.Lock()
+        self._home: str | None = None
+
+    # ---------------------------------------------------------------- connect
+
+    def connect(self) -> None:
+        h = self.host
+        where = f"{h.user}@{h.hostname}:{h.port}"
+        try:
+            sock = socket.create_connection((h.hostname, h.port), timeout=h.connect_timeout)
+        except OSError as exc:
+            raise HostUnreachable(
+                h.name, f"cannot connect to {h.hostname}:{h.port} ({exc}); check the host is up"
+                " and the inventory's host/port"
+            ) from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        t = paramiko.Transport(sock)
+        t.banner_timeout = h.connect_timeout
+        t.handshake_timeout = h.connect_timeout
+        t.auth_timeout = h.connect_timeout
+        try:
+            t.start_client(timeout=h.connect_timeout)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            t.close()
+            raise HostUnreachable(h.name, f"SSH handshake with {where} failed: {exc}") from None
+        try:
+            self._verify_host_key(t)
+            self._authenticate(t)
+        except BaseException:
+            t.close()
+            raise
+        t.set_keepalive(int(max(1, self.keepalive)))
+        self._transport = t
+
+    def _verify_host_key(self, t: paramiko.Transport) -> None:
+        h = self.host
+        key = t.get_remote_server_key()
+        name = known_hosts_name(h.hostname, h.port)
+        with _known_hosts_lock:
+            keys = paramiko.HostKeys()
+            if os.path.exists(self.known_hosts):
+                try:
+                    keys.load(self.known_hosts)
+                except (OSError, paramiko.SSHException) as exc:
+                    raise HostKeyUnknown(h.name, f"cannot read {self.known_hosts}: {exc}") from None
+            known = keys.lookup(name)
+            if known is None:
+                if not self.accept_new:
+                    raise HostKeyUnknown(
+                        h.name, f"host key for {name} ({key.get_name()}) is not in "
+                        f"{self.known_hosts}; check it and run with --accept-new-hosts to record"
+                        " it (like ssh -o StrictHostKeyChecking=accept-new)")
+                self._record_key(name, key)
+                return
+            if known.get(key.get_name()) == key:
+                return
+            raise HostKeyChanged(
+                h.name, f"REMOTE HOST IDENTIFICATION HAS CHANGED: the {key.get_name()} key of "
+                f"{name} differs from {self.known_hosts}; nothing was sent. If the change is "
+                f"expected, remove the old key with: ssh-keygen -R '{name}' -f {self.known_hosts}")
+
+    def _record_key(self, name: str, key: paramiko.PKey) -> None:
+        os.makedirs(os.path.dirname(self.known_hosts) or ".", mode=0o700, exist_ok=True)
+        line = f"{name} {key.get_name()} {key.get_base64()}\n"
+        with open(self.known_hosts, "a", encoding="ascii") as f:
+            f.write(line)
+
+    def _authenticate(self, t: paramiko.Transport) -> None:
+        h = self.host
+        files = list(h.identity_files)
+        explicit = bool(files)
+        if not files:
+            files = [os.path.expanduser(f"~/.ssh/{n}") for n in DEFAULT_KEYS]
+        tried: list[str] = []
+        for path in files:
+            if not os.path.exists(path):
+                if explicit:
+                    raise AuthenticationFailed(
+                        h.name, f"identity file {path} does not exist; fix identity_file in the"
+                        " inventory or ssh_config")
+                continue
+            try:
+                key = paramiko.PKey.from_path(path)
+            except (paramiko.SSHException, OSError, ValueError) as exc:
+                tried.append(f"{path} (unreadable: {exc})")
+                continue
+            if self._try_key(t, key):
+                return
+            tried.append(path)
+        if os.environ.get("SSH_AUTH_SOCK"):
+            agent = paramiko.Agent()
+            for key in agent.get_keys():
+                if self._try_key(t, key):
+                    return
+                tried.append(f"agent key {key.get_fingerprint().hex()[:16]}")
+            agent.close()
+        raise AuthenticationFailed(
+            h.name, f"no key accepted for {h.user}@{h.hostname}:{h.port} (tried: "
+            f"{', '.join(tried) or 'no keys found'}); check identity_file and the host's"
+            " authorized_keys")
+
+    def _try_key(self, t: paramiko.Transport, key: paramiko.PKey) -> bool:
+        try:
+            t.auth_publickey(self.host.user, key)
+        except paramiko.AuthenticationException:
+            return False
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise HostUnreachable(self.host.name, f"connection lost during auth: {exc}") from None
+        return t.is_authenticated()
+
+    # ------------------------------------------------------------- channels
+
+    @property
+    def transport(self) -> paramiko.Transport:
+        if self._transport is None or not self._transport.is_active():
+            raise HostUnreachable(self.name, "connection is closed")
+        return self._transport
+
+    def _session(self) -> paramiko.Channel:
+        try:
+            return self.transport.open_session(timeout=self.op_timeout)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise HostUnreachable(self.name, f"cannot open an SSH channel: {exc}") from None
+
+    def run(self, argv: list[str], timeout: float = 30.0) -> tuple[int, str, str]:
+        chan = self._session()
+        chan.settimeout(timeout)
+        try:
+            chan.exec_command(shlex.join(argv))
+            out, err = bytearray(), bytearray()
+            deadline = time.monotonic() + timeout
+            while not (chan.exit_status_ready() and not chan.recv_ready()
+                       and not chan.recv_stderr_ready()):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{shlex.join(argv)} took more than {timeout}s")
+                if chan.recv_ready():
+                    out += chan.recv(65536)
+                elif chan.recv_stderr_ready():
+                    err += chan.recv_stderr(65536)
+                else:
+                    time.sleep(0.005)
+            return chan.recv_exit_status(), out.decode(errors="replace"), err.decode(
+                errors="replace")
+        finally:
+            chan.close()
+
+    def start_agent(self, argv: list[str]) -> AgentStream:
+        chan = self._session()
+        chan.exec_command(shlex.join(argv))
+        return SshAgent(chan)
+
+    # ------------------------------------------------------------------ sftp
+
+    def _client(self) -> paramiko.SFTPClient:
+        """The host's one SFTP session (callers hold ``_sftp_lock``)."""
+        if self._sftp is None:
+            self._sftp = paramiko.SFTPClient.from_transport(self.transport)
+            self._sftp.get_channel().settimeout(self.op_timeout)
+        return self._sftp
+
+    def _call(self, fn_name: str, *args):
+        with self._sftp_lock:
+            return getattr(self._client(), fn_name)(*args)
+
+    def home(self) -> str:
+        if self._home is None:
+            self._home = self._call("normalize", ".")
+        return self._home
+
+    def put_bytes(self, data: bytes, path: str) -> None:
+        with self._sftp_lock:
+            sftp = self._client()
+            with sftp.open(path, "wb") as f:
+                f.set_pipelined(True)
+                f.write(data)
+            sftp.chmod(path, 0o600)
+
+    def put_file(self, local_path: str, path: str) -> None:
+        self._call("put", local_path, path)
+
+    def get_bytes(self, path: str) -> bytes:
+        with self._sftp_lock:
+            with self._client().open(path, "rb") as f:
+                f.prefetch()
+                return f.read()
+
+    def exists(self, path: str) -> bool:
+        try:
+            self._call("stat", path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def makedirs(self, path: str, mode: int = 0o700) -> None:
+        parts = path.rstrip("/").split("/")
+        for i in range(2, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            try:
+                st = self._call("stat", sub)
+            except FileNotFoundError:
+                try:
+                    self._call("mkdir", sub, mode)
+                except OSError:
+                    if not self.exists(sub):
+                        raise
+                continue
+            if not stat.S_ISDIR(st.st_mode or 0):
+                raise NotADirectoryError(sub)
+
+    def rename(self, src: str, dst: str) -> None:
+        self._call("rename", src, dst)
+
+    def listdir(self, path: str) -> list[str]:
+        return self._call("listdir", path)
+
+    def close(self) -> None:
+        with self._sftp_lock:
+            if self._sftp is not None:
+                self._sftp.close()
+                self._sftp = None
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
