@@ -102,8 +102,10 @@ def _report(result: Any, as_json: bool, quiet: bool) -> None:
         if len(failed) > 5:
             click.echo(f"sshmr: ... and {len(failed) - 5} more; see 'sshmr results "
                        f"{result.run_id}'", err=True)
-        if result.message:
-            click.echo(f"sshmr: {result.message}", err=True)
+    if result.message and result.state == "no_hosts":
+        click.echo(f"sshmr: error: {result.message}", err=True)
+    elif result.message and not quiet:
+        click.echo(f"sshmr: {result.message}", err=True)
     summary = result.summary()
     if as_json:
         click.echo(json.dumps(summary))

@@ -229,6 +229,7 @@ class Scheduler:
         self._ended: dict[int, int] = {}  # attempt id -> job id, for late results
         self._open = 0  # jobs not yet in a final state
         self._stopping: str | None = None
+        self._started = False  # jobs were added (possibly none): the run can finish
         self._finished = False
         self.failed_jobs = 0
 
@@ -262,6 +263,7 @@ class Scheduler:
         return out
 
     def _on_JobsAdded(self, now: float, ev: JobsAdded, out: list) -> None:
+        self._started = True
         for job_id in ev.job_ids:
             self._jobs[job_id] = _Job()
             self._open += 1
@@ -273,6 +275,7 @@ class Scheduler:
     def restore_job(self, job_id: int, state: JobState, launches: int) -> None:
         """Resume: a job already known to the journal (final jobs are not re-run)."""
         self._jobs[job_id] = _Job(state=state, launches=launches)
+        self._started = True
         if not state.final:
             self._open += 1
             self._pending.append(job_id)
@@ -300,15 +303,18 @@ class Scheduler:
         self._check_hosts(out)
 
     def _on_SlotUp(self, now: float, ev: SlotUp, out: list) -> None:
-        if not self._hosts[ev.slot[0]].up:
+        host = self._hosts[ev.slot[0]]
+        if not host.up or host.quarantined:  # a worker started before the quarantine
             return
         self._slots[ev.slot] = _SlotState(idle=True, expires_at=ev.expires_at)
         self._free.append(ev.slot)
 
     def _on_SlotDown(self, now: float, ev: SlotDown, out: list) -> None:
-        if ev.slot not in self._slots:
+        if ev.slot in self._slots:
+            self._slot_gone(ev.slot, Reason.WORKER_DIED, out)
+        elif not ev.failed_start:  # gone already (with its host)
             return
-        self._slot_gone(ev.slot, Reason.WORKER_DIED, out)
+        # else: setup failed, the slot never came up (no SlotUp): count it, start it again
         host = self._hosts[ev.slot[0]]
         if ev.failed_start:
             self._host_failed(ev.slot[0], out)
@@ -397,7 +403,7 @@ class Scheduler:
 
     def _attempt_failed(self, attempt_id: int, att: _Attempt, reason: Reason, out: list) -> None:
         job = self._jobs[att.job_id]
-        if reason.host_fault:
+        if reason.host_fault and reason is not Reason.HOST_LOST:  # HostDown reconnects
             self._host_failed(att.slot[0], out)
         job.failed_hosts.add(att.slot[0])
         job.reasons.append(reason.value)
@@ -505,7 +511,7 @@ class Scheduler:
     def _check_finished(self, out: list) -> None:
         if self._finished or self._open or self._attempts:
             return
-        if self._stopping is None and not self._jobs:
+        if self._stopping is None and not self._started:
             return
         self._finished = True
         state = self._stopping or "done"

@@ -39,10 +39,11 @@ def _no_ssh_agent(monkeypatch: pytest.MonkeyPatch) -> None:
 def _start(cluster: SshdCluster) -> SshdCluster:
     try:
         cluster.start()
+        return cluster
     except ClusterError as exc:  # includes SshdNotFound: fail, never skip
         cluster.stop()
-        pytest.fail(f"cannot start the test sshd cluster: {exc}", pytrace=False)
-    return cluster
+        problem = str(exc)
+    pytest.fail(f"cannot start the test sshd cluster: {problem}", pytrace=False)
 
 
 def _leftover_report(leftovers: list[tuple[str, int, str]], where: str) -> str:
