@@ -14,20 +14,23 @@ import queue
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from . import scheduler as s
-from .bundle import build_bundle
+from .bundle import Bundle, build_bundle
 from .config import RunConfig
-from .errors import InputError, TargetError
+from .errors import InputError, RunError, TargetError
 from .executor import JobExecutor
 from .hostsession import HostSession
 from .inventory import Inventory, load_inventory
+from .jobs import JobState
 from .journal import Journal
 from .master import Master
 from .partition import InputFile, Partitioner, check_inputs, parse_split
 from .result import INPUT_FILE_KEY, RunResult, load_run_result
-from .runs import RunLock, create_run_dir
+from .runs import RunLock, create_run_dir, find_run
 from .target import Code, code_of
 from .transport.base import Transport
 from .transport.local import LocalTransport
@@ -70,30 +73,98 @@ def run(
     journal = Journal(run_dir, create=True)
     try:
         _snapshot(run_dir, code)
-        started = time.time()
-        journal.set_meta(run_id=run_id, created=started, state="running", pid=os.getpid(),
-                         target=f"{code.module}:{code.cls_name}", config=_config_dict(config),
-                         inventory=inv.path if inv else None)
+        journal.set_meta(run_id=run_id, created=time.time(), state="running", pid=os.getpid(),
+                         target=f"{code.module}:{code.cls_name}", code_module=code.module,
+                         code_class=code.cls_name, code_state=bundle.state,
+                         config=asdict(config), inventory=inv.path if inv else None,
+                         runs_dir=os.path.abspath(runs_dir))
         count = _add_jobs(journal, payloads)
         journal.flush()
-        events: queue.SimpleQueue = queue.SimpleQueue()
-        sessions = _sessions(inv, config, runs_dir, run_id, bundle, events)
-        sched = s.Scheduler(
-            sessions, max_retries=config.max_retries, timeout=config.timeout,
-            deadline_grace=config.kill_grace + config.host_silence, seed=config.seed,
-            quarantine_after=config.quarantine_after, halt_on_failures=config.halt_on_failures)
-        master = Master(run_dir=run_dir, journal=journal, sessions=sessions, scheduler=sched,
-                        config=config, events=events, progress=progress)
-        finished = _drive(master, journal, [s.JobsAdded(tuple(range(1, count + 1)))])
-        message = finished.message
-        if finished.state == "no_hosts" and master.host_errors:
-            message = "no host usable: " + "; ".join(sorted(master.host_errors.values()))
-        journal.set_meta(state=finished.state, message=message,
-                         elapsed_s=time.time() - started)
+        sched = _scheduler(config, [h.name for h in inv.hosts] if inv else ["local"])
+        _execute(journal, run_dir, run_id, runs_dir, inv, config, bundle, sched,
+                 [s.JobsAdded(tuple(range(1, count + 1)))], progress)
     finally:
         journal.close()
         lock.release()
     return load_run_result(run_dir)
+
+
+def resume(
+    run_id: str | None = None,
+    *,
+    runs_dir: str = "sshmr-runs",
+    inventory: str | os.PathLike | None = None,
+    accept_new_hosts: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Continue a run whose master died: collect what finished remotely, re-queue the rest.
+
+    A job dispatched with ``max_retries=0`` is never launched again: if its result is not
+    on its host, it ends UNKNOWN. A second ``resume`` of a running run is refused.
+    """
+    from .collect import collect_open_attempts
+
+    run_dir = find_run(runs_dir, run_id)
+    lock = RunLock(run_dir)
+    journal = Journal(run_dir)
+    try:
+        meta = journal.meta()
+        if meta.get("state") not in ("running", None):
+            raise RunError(f"run {meta['run_id']} already ended ({meta['state']}); nothing to"
+                           " resume")
+        config = RunConfig(**dict(meta["config"], accept_new_hosts=accept_new_hosts))
+        path = inventory or meta.get("inventory")
+        inv = load_inventory(path) if path else None
+        code = Code(meta["code_module"], meta["code_class"], _read_snapshot(run_dir))
+        bundle = build_bundle(code, state=meta.get("code_state"))
+        sessions_for = _transports(inv, config, meta.get("runs_dir", runs_dir))
+        collect_open_attempts(journal, sessions_for, meta["run_id"], config.max_retries,
+                              config.inline_limit, progress)
+        sched = _scheduler(config, [t.name for t, *_ in sessions_for],
+                           first_attempt_id=journal.max_attempt_id() + 1)
+        for job_id, launches in journal.db.execute(
+                "SELECT id, launches FROM jobs WHERE state = 'PENDING' ORDER BY id").fetchall():
+            sched.restore_job(job_id, JobState.PENDING, launches)
+        journal.event("resumed", f"pid {os.getpid()}")
+        journal.set_meta(pid=os.getpid())
+        journal.flush()
+        _execute(journal, run_dir, meta["run_id"], meta.get("runs_dir", runs_dir), inv, config,
+                 bundle, sched, [], progress, transports=sessions_for)
+    finally:
+        journal.close()
+        lock.release()
+    return load_run_result(run_dir)
+
+
+def _scheduler(config: RunConfig, hosts: list[str], first_attempt_id: int = 1) -> s.Scheduler:
+    return s.Scheduler(
+        hosts, max_retries=config.max_retries, timeout=config.timeout,
+        deadline_grace=config.kill_grace + config.host_silence, seed=config.seed,
+        quarantine_after=config.quarantine_after, halt_on_failures=config.halt_on_failures,
+        first_attempt_id=first_attempt_id)
+
+
+def _execute(journal: Journal, run_dir: str, run_id: str, runs_dir: str, inv: Inventory | None,
+             config: RunConfig, bundle: Bundle, sched: s.Scheduler, initial: list[object],
+             progress: Callable[[str], None] | None, transports: list | None = None) -> None:
+    started = time.time()
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    agent_config = {"max_living": config.max_living, "hb_interval": config.heartbeat,
+                    "master_grace": config.master_grace, "kill_grace": config.kill_grace,
+                    "inline_limit": config.inline_limit}
+    sessions = {
+        t.name: HostSession(t, python=python, workdir=workdir, slots=slots, run_id=run_id,
+                            bundle=bundle, agent_config=agent_config, events=events)
+        for t, python, workdir, slots in transports or _transports(inv, config, runs_dir)
+    }
+    master = Master(run_dir=run_dir, journal=journal, sessions=sessions, scheduler=sched,
+                    config=config, events=events, progress=progress)
+    finished = _drive(master, journal, initial)
+    message = finished.message
+    if finished.state == "no_hosts" and master.host_errors:
+        message = "no host usable: " + "; ".join(sorted(master.host_errors.values()))
+    elapsed = float(journal.meta().get("elapsed_s") or 0.0) + time.time() - started
+    journal.set_meta(state=finished.state, message=message, elapsed_s=elapsed)
 
 
 def _drive(master: Master, journal: Journal, initial: list[object]) -> s.Finished:
@@ -102,7 +173,7 @@ def _drive(master: Master, journal: Journal, initial: list[object]) -> s.Finishe
     except KeyboardInterrupt:  # a second Ctrl-C: the agents are already told to stop
         for row in journal.db.execute("SELECT id FROM jobs WHERE state IN ('PENDING','RUNNING')"
                                       ).fetchall():
-            journal.give_up(row[0], s.JobState.CANCELLED, "interrupted (forced)")
+            journal.give_up(row[0], JobState.CANCELLED, "interrupted (forced)")
         return s.Finished("cancelled", "interrupted")
 
 
@@ -139,27 +210,17 @@ def _add_jobs(journal: Journal, payloads: Iterable[Any]) -> int:
     return count
 
 
-def _sessions(inv: Inventory | None, config: RunConfig, runs_dir: str, run_id: str, bundle: Any,
-              events: queue.SimpleQueue) -> dict[str, HostSession]:
-    agent_config = {"max_living": config.max_living, "hb_interval": config.heartbeat,
-                    "master_grace": config.master_grace, "kill_grace": config.kill_grace,
-                    "inline_limit": config.inline_limit}
-    targets: list[tuple[Transport, str, str, int | None]] = []
+def _transports(inv: Inventory | None, config: RunConfig,
+                runs_dir: str) -> list[tuple[Transport, str, str, int | None]]:
+    """(transport, python, workdir, slots) for each host; the local default without ``inv``."""
     if inv is None:
         slots = config.slots or os.cpu_count() or 1
-        targets.append((LocalTransport("local"), sys.executable,
-                        os.path.join(os.path.abspath(runs_dir), ".work"), slots))
-    else:
-        from .transport.ssh import SshTransport  # paramiko only when SSH is used
+        return [(LocalTransport("local"), sys.executable,
+                 os.path.join(os.path.abspath(runs_dir), ".work"), slots)]
+    from .transport.ssh import SshTransport  # paramiko only when SSH is used
 
-        for host in inv.hosts:
-            transport = SshTransport(host, inv.known_hosts, accept_new=config.accept_new_hosts)
-            targets.append((transport, host.python, host.workdir, host.slots))
-    return {
-        t.name: HostSession(t, python=python, workdir=workdir, slots=slots, run_id=run_id,
-                            bundle=bundle, agent_config=agent_config, events=events)
-        for t, python, workdir, slots in targets
-    }
+    return [(SshTransport(host, inv.known_hosts, accept_new=config.accept_new_hosts),
+             host.python, host.workdir, config.slots or host.slots) for host in inv.hosts]
 
 
 def _snapshot(run_dir: str, code: Code) -> None:
@@ -170,7 +231,6 @@ def _snapshot(run_dir: str, code: Code) -> None:
             f.write(data)
 
 
-def _config_dict(config: RunConfig) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(config)
+def _read_snapshot(run_dir: str) -> dict[str, bytes]:
+    root = Path(run_dir, "code")
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.py"))}

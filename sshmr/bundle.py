@@ -48,12 +48,12 @@ class Bundle:
                 "state": self.state}
 
 
-def build_bundle(code: Code, instance: object | None = None) -> Bundle:
+def build_bundle(code: Code, instance: object | None = None, state: str | None = None) -> Bundle:
+    """The runtime plus ``code``; ``instance`` state (or ``state``, when resuming) rides along."""
     package = Path(__file__).parent
     files = {f"sshmr/{name}": (package / name).read_bytes() for name in RUNTIME}
     files[ENTRY] = ENTRY_SOURCE
     files.update({f"user/{name}": data for name, data in code.files.items()})
-    state = None
     if instance is not None and vars(instance):
         state = base64.b64encode(pickle.dumps(vars(instance), protocol=4)).decode()
     digest = hashlib.sha256()

@@ -120,6 +120,33 @@ def _report(result: Any, as_json: bool, quiet: bool) -> None:
     sys.exit(code)
 
 
+@main.command("resume")
+@click.argument("run_id", required=False)
+@click.option("-i", "--inventory", type=click.Path(dir_okay=False),
+              help="Inventory to use instead of the one the run started with.")
+@RUNS_DIR
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary as the last line.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@click.option("--accept-new-hosts", is_flag=True)
+def resume_cmd(run_id: str | None, inventory: str | None, runs_dir: str, as_json: bool,
+               quiet: bool, accept_new_hosts: bool) -> None:
+    """Continue RUN_ID (default: the latest) after its master died (e.g. kill -9).
+
+    Results that finished remotely meanwhile are collected; a max_retries=0 job that was
+    dispatched is never launched again (UNKNOWN unless its result is found); the rest is
+    re-queued. Refused while another master holds the run.
+    """
+    from . import api
+
+    def progress(line: str) -> None:
+        if not quiet:
+            click.echo(f"sshmr: {line}", err=True)
+
+    result = api.resume(run_id, runs_dir=runs_dir, inventory=inventory,
+                        accept_new_hosts=accept_new_hosts, progress=progress)
+    _report(result, as_json, quiet)
+
+
 @main.command("status")
 @click.argument("run_id", required=False)
 @RUNS_DIR

@@ -144,6 +144,9 @@ class Journal:
             (JobState.SUCCEEDED.value, text, kind, file, attempt, time.time(), job),
         )
 
+    def requeue(self, job: int) -> None:
+        self._write("UPDATE jobs SET state = ? WHERE id = ?", (JobState.PENDING.value, job))
+
     def give_up(self, job: int, state: JobState, reason: str) -> None:
         self._write("UPDATE jobs SET state = ?, reason = ?, ended = ? WHERE id = ?",
                     (state.value, reason, time.time(), job))
