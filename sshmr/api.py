@@ -141,7 +141,7 @@ def _scheduler(config: RunConfig, hosts: list[str], first_attempt_id: int = 1) -
         hosts, max_retries=config.max_retries, timeout=config.timeout,
         deadline_grace=config.kill_grace + config.host_silence, seed=config.seed,
         quarantine_after=config.quarantine_after, halt_on_failures=config.halt_on_failures,
-        first_attempt_id=first_attempt_id)
+        speculate=config.speculate, first_attempt_id=first_attempt_id)
 
 
 def _execute(journal: Journal, run_dir: str, run_id: str, runs_dir: str, inv: Inventory | None,

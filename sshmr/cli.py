@@ -53,6 +53,9 @@ def main() -> None:
 @click.option("--partitioner", help="FILE.py:Class, a sshmr.Partitioner of your own.")
 @click.option("--seed", type=int, help="Seed for the random assignment of jobs to slots.")
 @click.option("--halt-on-failures", help="Stop after N failed jobs, or PCT% of the jobs.")
+@click.option("--speculate", type=float, metavar="FACTOR",
+              help="Idempotent jobs only: copy a straggler running FACTOR x the median runtime"
+                   " to another host; the first result wins.")
 @RUNS_DIR
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary as the last line.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
@@ -61,7 +64,8 @@ def main() -> None:
 def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, timeout: float | None,
             max_retries: int | None, max_living: float | None, slots: int | None,
             split: str | None, partitioner: str | None, seed: int | None,
-            halt_on_failures: str | None, runs_dir: str, as_json: bool, quiet: bool,
+            halt_on_failures: str | None, speculate: float | None, runs_dir: str,
+            as_json: bool, quiet: bool,
             accept_new_hosts: bool) -> None:
     """Run TARGET (file.py:Class or package.module:Class) on the jobs cut from INPUTS.
 
@@ -88,7 +92,8 @@ def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, timeout
         cls, files=list(inputs) or ["-"], split=split, partitioner=user_partitioner,
         inventory=inventory, runs_dir=runs_dir, progress=progress, code=code, timeout=timeout,
         max_retries=max_retries, max_living=max_living, slots=slots, seed=seed,
-        accept_new_hosts=accept_new_hosts or None, halt_on_failures=parse_halt(halt_on_failures))
+        accept_new_hosts=accept_new_hosts or None, halt_on_failures=parse_halt(halt_on_failures),
+        speculate=speculate)
     _report(result, as_json, quiet)
 
 

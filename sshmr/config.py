@@ -33,6 +33,7 @@ class RunConfig:
     inline_limit: int = 64 * 1024  # results up to this size ride on the control channel
     quarantine_after: int = 5  # host-caused failures in a row before a host is quarantined
     halt_on_failures: int | float | None = None  # int count, or float fraction of jobs
+    speculate: float | None = None  # copy a straggler at this multiple of the median runtime
     connect_parallelism: int = 32
 
     def __post_init__(self) -> None:
@@ -45,6 +46,12 @@ class RunConfig:
         if self.timeout is not None and self.timeout > self.max_living:
             raise ConfigError(f"timeout ({self.timeout}s) is longer than max_living "
                               f"({self.max_living}s): no worker could finish such a job")
+        if self.speculate is not None and self.max_retries == 0:
+            raise ConfigError("speculation runs a job twice: it cannot be used with"
+                              " max_retries 0")
+        if self.speculate is not None and self.speculate < 1:
+            raise ConfigError(f"speculate must be >= 1 (a multiple of the median runtime), got"
+                              f" {self.speculate}")
         if self.slots is not None and self.slots < 1:
             raise ConfigError(f"slots must be >= 1, got {self.slots}")
 

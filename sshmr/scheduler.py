@@ -174,6 +174,7 @@ class _Attempt:
     job_id: int
     slot: Slot
     deadline: float | None
+    launched: float = 0.0
     done: bool = False
 
 
@@ -208,6 +209,7 @@ class Scheduler:
         quarantine_after: int = 5,
         reconnect_backoff: tuple[float, float] = (1.0, 30.0),
         halt_on_failures: int | float | None = None,
+        speculate: float | None = None,
         first_attempt_id: int = 1,
     ) -> None:
         if max_retries < 0:
@@ -218,6 +220,10 @@ class Scheduler:
         self.quarantine_after = quarantine_after
         self.reconnect_backoff = reconnect_backoff
         self.halt_on_failures = halt_on_failures
+        if speculate is not None and max_retries == 0:
+            raise ValueError("speculation needs max_retries >= 1: it runs a job twice")
+        self.speculate = speculate  # a copy once an attempt runs this many times the median
+        self._durations: deque[float] = deque(maxlen=1000)  # of successful attempts
         self._rng = random.Random(seed)
         self._hosts = {name: _Host() for name in hosts}
         self._slots: dict[Slot, _SlotState] = {}
@@ -333,6 +339,7 @@ class Scheduler:
         job = self._jobs[att.job_id]
         self._end_attempt(ev.attempt_id, att, slot_alive=True)
         self._hosts[att.slot[0]].fail_streak = 0
+        self._durations.append(now - att.launched)
         if job.state.final:
             out.append(Discard(ev.attempt_id, att.job_id))
             return
@@ -356,6 +363,27 @@ class Scheduler:
                 out.append(Kill(attempt_id, att.slot, Reason.TIMEOUT))
                 self._end_attempt(attempt_id, att, slot_alive=False)
                 self._attempt_failed(attempt_id, att, Reason.TIMEOUT, out)
+        if self.speculate and not self._pending and self._free and self._stopping is None:
+            self._speculate(now, out)
+
+    def _speculate(self, now: float, out: list) -> None:
+        """Idle slots and a straggler far beyond the median: run a copy on another host."""
+        if len(self._durations) < 3:
+            return
+        limit = max(self.speculate * sorted(self._durations)[len(self._durations) // 2], 1.0)
+        for att in list(self._attempts.values()):
+            job = self._jobs[att.job_id]
+            if (att.done or len(job.running) > 1 or job.launches > self.max_retries
+                    or now - att.launched < limit):
+                continue
+            others = [i for i, slot in enumerate(self._free) if slot[0] != att.slot[0]]
+            if not others:
+                return
+            index = self._rng.choice(others)
+            slot = self._free[index]
+            self._free[index] = self._free[-1]
+            self._free.pop()
+            self._launch(now, att.job_id, slot, self._slots[slot], out)
 
     def _on_CancelRequested(self, now: float, ev: CancelRequested, out: list) -> None:
         self._stop(ev.reason, out)
@@ -503,7 +531,7 @@ class Scheduler:
         job.state = JobState.RUNNING
         job.running.add(attempt_id)
         deadline = None if self.timeout is None else now + self.timeout + self.deadline_grace
-        self._attempts[attempt_id] = _Attempt(job_id, slot, deadline)
+        self._attempts[attempt_id] = _Attempt(job_id, slot, deadline, now)
         state.idle = False
         state.attempt = attempt_id
         out.append(Launch(attempt_id, job_id, slot, job.launches))

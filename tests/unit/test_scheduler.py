@@ -989,3 +989,40 @@ def test_random_runs_with_halt(seed: int) -> None:
     states = world.run()
     assert world.finished.state == "halted"
     assert Counter(states.values())[JobState.FAILED] == 5
+
+
+# ----------------------------------------------------------------- speculation
+
+
+def test_speculation_copies_a_straggler_to_another_host_and_first_result_wins():
+    sim = Sim(hosts=("a", "b"), max_retries=1, speculate=3.0)
+    sim.add(1, 2, 3, 4)
+    launches = of(sim.up("a", 2) + sim.up("b", 2), Launch)
+    assert len(launches) == 4
+    straggler = launches[0]
+    for launch in launches[1:]:
+        sim.ok(launch)  # three quick ones (0 s each) set the median
+    assert not of(sim.tick(0.5), Launch)  # below max(3 x median, 1 s): no copy yet
+    copies = of(sim.tick(2.0), Launch)
+    assert [c.job_id for c in copies] == [straggler.job_id]
+    assert copies[0].slot[0] != straggler.slot[0] and copies[0].number == 2
+    assert not of(sim.tick(3.0), Launch)  # one copy per job
+    out = sim.ok(copies[0])
+    assert of(out, Commit) == [Commit(copies[0].attempt_id, straggler.job_id)]
+    assert of(out, Kill) == [Kill(straggler.attempt_id, straggler.slot, Reason.SPECULATION)]
+    out = sim.fail(straggler, Reason.SPECULATION, slot_alive=False)
+    assert not of(out, Commit) and not of(out, GiveUp)
+
+
+def test_speculation_is_refused_with_max_retries_0_and_respects_the_launch_budget():
+    with pytest.raises(ValueError):
+        Scheduler(["a"], max_retries=0, speculate=2.0)
+    sim = Sim(hosts=("a", "b"), max_retries=1, speculate=2.0)
+    sim.add(1, 2, 3, 4)
+    first = of(sim.up("a", 1), Launch)[0]
+    sim.fail(first)  # job 1 used its retry budget's first launch; relaunched
+    launches = of(sim.up("b", 3), Launch)
+    for launch in launches:
+        if launch.job_id != 1:
+            sim.ok(launch)
+    assert not [x for x in of(sim.tick(50.0), Launch) if x.job_id == 1]  # 2 launches: no copy
