@@ -277,5 +277,23 @@ def hosts_cmd(inventory: str, as_json: bool, accept_new_hosts: bool) -> None:
     sys.exit(0 if all(r["ok"] for r in reports) else 1)
 
 
+@main.command("gc")
+@click.option("-i", "--inventory", required=True, type=click.Path(dir_okay=False))
+@RUNS_DIR
+@click.option("--all", "remove_all", is_flag=True,
+              help="Also remove interrupted runs' and unknown runs' directories.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+def gc_cmd(inventory: str, runs_dir: str, remove_all: bool, dry_run: bool) -> None:
+    """Remove remote run directories that crashed or interrupted runs left behind."""
+    from .gc import collect_garbage
+
+    for item in collect_garbage(inventory, runs_dir, remove_all=remove_all, dry_run=dry_run):
+        if "error" in item:
+            click.echo(f"FAIL     {item['error']}")
+        else:
+            verb = "removed" if item["removed"] else "kept"
+            click.echo(f"{verb:<8} {item['host']}:{item['path']} ({item['state']})")
+
+
 if __name__ == "__main__":
     main()

@@ -111,3 +111,25 @@ def test_a_second_resume_of_a_held_run_is_refused(cluster, tmp_path):
     assert "in use by another sshmr process" in refused.stderr
     finished = sshmr_cli("resume", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
     assert finished.returncode == 2 and "already ended" in finished.stderr
+
+
+def test_gc_keeps_resumable_runs_and_removes_them_with_all(cluster, tmp_path):
+    effects = tmp_path / "effects"
+    effects.mkdir()
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text(f"{effects}|a|0.3\n{effects}|b|0.3\n")
+    inv = write_inventory(cluster, tmp_path / "inv.yaml", hosts=[3], slots=1)
+    master = _start_run(inv, tmp_path, inputs)
+    _wait_dispatched(tmp_path, 1)
+    master.send_signal(signal.SIGKILL)
+    master.wait()
+    time.sleep(1.0)  # the orphaned agent finishes its job and exits
+    run_id = Path(find_run(str(tmp_path / "runs"), None)).name
+    remote = Path(cluster.hosts[3].workdir, "runs", run_id)
+    assert remote.is_dir()
+    kept = sshmr_cli("gc", "-i", str(inv), "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    assert f"kept     {cluster.hosts[3].address}:{remote} (interrupted)" in kept.stdout
+    assert remote.is_dir()
+    removed = sshmr_cli("gc", "-i", str(inv), "--all", "--runs-dir", str(tmp_path / "runs"),
+                        cwd=tmp_path)
+    assert "removed" in removed.stdout and not remote.exists()
