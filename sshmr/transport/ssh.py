@@ -11,6 +11,7 @@ forwarding is never requested. Remote commands are argument lists joined with
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import socket
@@ -88,6 +89,7 @@ class SshTransport(Transport):
         self.keepalive = keepalive
         self.op_timeout = op_timeout
         self._transport: paramiko.Transport | None = None
+        self._jump: SshTransport | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._sftp_lock = threading.Lock()
         self._home: str | None = None
@@ -97,15 +99,7 @@ class SshTransport(Transport):
     def connect(self) -> None:
         h = self.host
         where = f"{h.user}@{h.hostname}:{h.port}"
-        try:
-            sock = socket.create_connection((h.hostname, h.port), timeout=h.connect_timeout)
-        except OSError as exc:
-            raise HostUnreachable(
-                h.name, f"cannot connect to {h.hostname}:{h.port} ({exc}); check the host is up"
-                " and the inventory's host/port"
-            ) from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock = self._jump_channel() if h.proxy_jump else self._socket()
         t = paramiko.Transport(sock)
         t.banner_timeout = h.connect_timeout
         t.handshake_timeout = h.connect_timeout
@@ -123,6 +117,39 @@ class SshTransport(Transport):
             raise
         t.set_keepalive(int(max(1, self.keepalive)))
         self._transport = t
+
+    def _socket(self) -> socket.socket:
+        h = self.host
+        try:
+            sock = socket.create_connection((h.hostname, h.port), timeout=h.connect_timeout)
+        except OSError as exc:
+            raise HostUnreachable(
+                h.name, f"cannot connect to {h.hostname}:{h.port} ({exc}); check the host is up"
+                " and the inventory's host/port"
+            ) from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        return sock
+
+    def _jump_channel(self) -> paramiko.Channel:
+        """ProxyJump: a direct-tcpip channel through the first jump host (same keys)."""
+        h = self.host
+        spec = (h.proxy_jump or "").split(",")[0]
+        user, _, rest = spec.rpartition("@")
+        name, _, port = rest.partition(":")
+        jump = dataclasses.replace(h, name=f"{h.name} (via {spec})", hostname=name,
+                                   port=int(port or 22), user=user or h.user, proxy_jump=None)
+        self._jump = SshTransport(jump, self.known_hosts, accept_new=self.accept_new,
+                                  keepalive=self.keepalive, op_timeout=self.op_timeout)
+        self._jump.connect()
+        try:
+            return self._jump.transport.open_channel(
+                "direct-tcpip", (h.hostname, h.port), ("127.0.0.1", 0),
+                timeout=h.connect_timeout)
+        except (paramiko.SSHException, OSError) as exc:
+            self._jump.close()
+            raise HostUnreachable(h.name, f"jump host {spec} cannot reach {h.hostname}:{h.port}:"
+                                  f" {exc}") from None
 
     def _verify_host_key(self, t: paramiko.Transport) -> None:
         h = self.host
@@ -313,3 +340,6 @@ class SshTransport(Transport):
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        if self._jump is not None:
+            self._jump.close()
+            self._jump = None

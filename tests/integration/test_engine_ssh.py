@@ -225,3 +225,21 @@ def test_cli_failures_exit_1_and_bad_usage_exits_2(cluster, tmp_path):
         assert bad.returncode == 2, (args, bad.stderr)
         assert expect in bad.stderr and bad.stderr.startswith("sshmr: error: ")
         assert "Traceback" not in bad.stderr
+
+
+def test_proxyjump_from_ssh_config(cluster, tmp_path):
+    jump, target = cluster.hosts[0], cluster.hosts[1]
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host behind-jump\n  HostName {target.address}\n  Port {target.port}\n"
+                      f"  ProxyJump {jump.address}:{jump.port}\n")
+    inv = tmp_path / "inv.yaml"
+    write_inventory(cluster, inv, hosts=[])
+    text = inv.read_text().replace(str(cluster.ssh_config), str(config))
+    text = text.replace("hosts: []", f"hosts:\n- {{host: behind-jump, workdir: {target.workdir}}}")
+    inv.write_text(text)
+    log_before = Path(cluster.log_path(0)).read_text()
+    result = run(jobs_basic.Square(), ["4"], inv, tmp_path)
+    assert result.ok and result.results == [16]
+    assert result.jobs[0].host == "behind-jump"
+    new_log = Path(cluster.log_path(0)).read_text()[len(log_before):]
+    assert "direct-tcpip" in new_log or "Accepted publickey" in new_log
