@@ -49,8 +49,9 @@ class Reason(str, Enum):
 
     @property
     def host_fault(self) -> bool:
-        """Failures that say something about the host rather than the job."""
-        return self in (Reason.WORKER_DIED, Reason.HOST_LOST, Reason.CORRUPT, Reason.SYSTEM)
+        """Failures that count towards quarantining the host (a lost host reconnects
+        with backoff instead; a job that raises or times out is the job's fault)."""
+        return self in (Reason.WORKER_DIED, Reason.CORRUPT, Reason.SYSTEM)
 
     @property
     def outcome_unknown(self) -> bool:

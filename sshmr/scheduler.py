@@ -431,7 +431,7 @@ class Scheduler:
 
     def _attempt_failed(self, attempt_id: int, att: _Attempt, reason: Reason, out: list) -> None:
         job = self._jobs[att.job_id]
-        if reason.host_fault and reason is not Reason.HOST_LOST:  # HostDown reconnects
+        if reason.host_fault:
             self._host_failed(att.slot[0], out)
         job.failed_hosts.add(att.slot[0])
         job.reasons.append(reason.value)
