@@ -21,8 +21,8 @@ def _start_run(inv: Path, tmp_path: Path, inputs: Path, *extra: str) -> subproce
     env = dict(os.environ)
     env.pop("SSH_AUTH_SOCK", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "sshmr", "run", "-i", str(inv), f"{JOBS}/jobs_resume.py:CountedSleep",
-         str(inputs), "-q", "--runs-dir", str(tmp_path / "runs"), *extra],
+        [sys.executable, "-m", "sshmr", "run", "-i", str(inv),
+         f"{JOBS}/jobs_resume.py:CountedSleep", str(inputs), "-q", "--runs-dir", str(tmp_path / "runs"), *extra],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

@@ -12,6 +12,6 @@ class CountedSleep(JobExecutor):
     def execute(self, payload):
         where, name, seconds = payload.split("|")
         with open(os.path.join(where, name + ".launches"), "a") as f:
-            f.write("%d\n" % os.getpid())
+            f.write(f"{os.getpid()}\n")
         time.sleep(float(seconds))
         return name
