@@ -22,7 +22,8 @@ def _start_run(inv: Path, tmp_path: Path, inputs: Path, *extra: str) -> subproce
     env.pop("SSH_AUTH_SOCK", None)
     return subprocess.Popen(
         [sys.executable, "-m", "sshmr", "run", "-i", str(inv),
-         f"{JOBS}/jobs_resume.py:CountedSleep", str(inputs), "-q", "--runs-dir", str(tmp_path / "runs"), *extra],
+         f"{JOBS}/jobs_resume.py:CountedSleep", str(inputs), "-q",
+         "--runs-dir", str(tmp_path / "runs"), *extra],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
