@@ -49,12 +49,18 @@ class HostSession:
         self.alive = False
         self._send_lock = threading.Lock()
         self._eof = threading.Event()  # the current agent's stream ended
+        self._connected = threading.Event()  # no connection attempt is in flight
+        self._connected.set()
+        self._closing = False
         self._io: queue.SimpleQueue[tuple[int, Callable[[], Any], Any] | None] | None = None
 
     # -------------------------------------------------------------- connecting
 
     def connect_async(self) -> None:
+        if self._closing:
+            return
         self.generation += 1
+        self._connected.clear()
         threading.Thread(target=self._connect_and_read, args=(self.generation,), daemon=True,
                          name=f"sshmr-host-{self.name}").start()
 
@@ -66,6 +72,8 @@ class HostSession:
             self.transport.close()
             self._post("failed", gen, exc)
             return
+        finally:
+            self._connected.set()
         self._post("connected", gen, info)
         self._read(gen)
 
@@ -86,6 +94,8 @@ class HostSession:
         except OSError as exc:
             raise RemoteSetupFailed(self.name, f"cannot prepare workdir {self.workdir_spec!r}: "
                                     f"{exc}; fix workdir in the inventory") from None
+        if self._closing:
+            raise RemoteSetupFailed(self.name, "the run ended while connecting")
         config = dict(self.agent_config, run_dir=self.run_dir,
                       target=self.bundle.target_config(code_dir))
         argv = [self.python, "-u", f"{code_dir}/{ENTRY}", json.dumps(config)]
@@ -207,6 +217,8 @@ class HostSession:
 
     def shutdown(self, cleanup: bool, wait: float = 10.0) -> None:
         """Ask the agent to stop every worker (and remove the run dir), then disconnect."""
+        self._closing = True
+        self._connected.wait(READY_TIMEOUT + 30)  # a connection in flight: let it land first
         if self._io is not None:
             self._io.put(None)
         agent = self.agent
