@@ -92,3 +92,17 @@ class Stdout(JobExecutor):
         print("hello from job", payload)
         print("warning", payload, file=sys.stderr)
         return payload
+
+
+class Add(JobExecutor):
+    def execute(self, payload):
+        return sum(payload)
+
+
+class Lines(JobExecutor):
+    """For --split lines:N and bytes:SIZE: how many lines the payload holds."""
+
+    def execute(self, payload):
+        if isinstance(payload, list):
+            return len(payload)
+        return payload.count("\n")
