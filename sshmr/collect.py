@@ -10,7 +10,6 @@ never launched again, any other job is re-queued if it has launches left.
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -80,11 +79,6 @@ def _read(transport: Transport, adir: str) -> Outcome:
     except OSError as exc:
         return ("corrupt", {"error": f"result missing: {exc}"}, b"")
     problem = protocol.check_result(meta, data)
-    if problem is None and meta.get("kind") == "json":
-        try:
-            json.loads(data)
-        except ValueError:
-            problem = "result is not valid JSON"
     if problem:
         return ("corrupt", {"error": f"corrupt result: {problem}"}, b"")
     return ("ok", meta, data)
@@ -98,14 +92,7 @@ def _settle(journal: Journal, attempt: int, job: int, outcome: Outcome, max_retr
         if state == JobState.SUCCEEDED.value:
             journal.end_attempt(attempt, AttemptState.DISCARDED, "duplicate", meta)
             return
-        text, file = None, None
-        if meta["kind"] == "json" and len(data) <= 1 << 20:
-            text = data.decode()
-        else:
-            file = f"results/{job}.{'json' if meta['kind'] == 'json' else 'bin'}"
-            os.makedirs(os.path.join(os.path.dirname(journal.path), "results"), exist_ok=True)
-            protocol.write_atomic(os.path.join(os.path.dirname(journal.path), file), data, True)
-        journal.commit_result(job, attempt, meta["kind"], text, file)
+        journal.commit_result(job, attempt, meta["kind"], data)
         journal.end_attempt(attempt, AttemptState.SUCCEEDED, None, meta)
         journal.event("collected", "result collected by resume", job=job, attempt=attempt)
         return

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .jobs import AttemptState, JobState
+from .remote.protocol import write_atomic
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,6 +66,7 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 FINAL = tuple(s.value for s in JobState if s.final)
+LARGE_RESULT = 1 << 20  # JSON results above this are kept in a file in the run dir
 
 
 class Journal:
@@ -73,6 +75,7 @@ class Journal:
     FILE = "journal.sqlite"
 
     def __init__(self, run_dir: str, *, readonly: bool = False, create: bool = False) -> None:
+        self.run_dir = run_dir
         self.path = os.path.join(run_dir, self.FILE)
         if readonly:
             uri = f"file:{self.path}?mode=ro"
@@ -136,8 +139,16 @@ class Journal:
              attempt),
         )
 
-    def commit_result(self, job: int, attempt: int, kind: str, text: str | None,
-                      file: str | None) -> None:
+    def commit_result(self, job: int, attempt: int, kind: str, data: bytes) -> None:
+        """The job's result: JSON text in the journal, or a file in the run dir for bytes
+        and large JSON (written and fsynced first, so the row never points at nothing)."""
+        text = file = None
+        if kind == "json" and len(data) <= LARGE_RESULT:
+            text = data.decode()
+        else:
+            file = f"results/{job}.{'json' if kind == 'json' else 'bin'}"
+            os.makedirs(os.path.join(self.run_dir, "results"), exist_ok=True)
+            write_atomic(os.path.join(self.run_dir, file), data, sync=True)
         self._write(
             "UPDATE jobs SET state = ?, result = ?, result_kind = ?, result_file = ?,"
             " result_attempt = ?, reason = NULL, ended = ? WHERE id = ?",

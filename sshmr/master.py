@@ -30,7 +30,6 @@ from .journal import Journal
 from .remote import protocol
 
 FILE_PAYLOAD = '{"' + "$sshmr_input_file" + '"'
-LARGE_RESULT = 1 << 20  # json results above this go to a file in the run dir
 STATUS_REASON = {
     "error": Reason.ERROR, "system": Reason.SYSTEM, "timeout": Reason.TIMEOUT,
     "max_living": Reason.MAX_LIVING, "worker_died": Reason.WORKER_DIED,
@@ -236,11 +235,6 @@ class Master:
 
     def _verified(self, attempt: int, meta: dict, data: bytes) -> object:
         problem = protocol.check_result(meta, data)
-        if problem is None and meta.get("kind") == "json":
-            try:
-                json.loads(data)
-            except ValueError:
-                problem = "result is not valid JSON"
         if problem is not None:
             self.details.setdefault(attempt, {})["error"] = f"corrupt result: {problem}"
             return s.AttemptFailed(attempt, Reason.CORRUPT, slot_alive=True)
@@ -287,14 +281,7 @@ class Master:
 
     def _do_Commit(self, a: s.Commit) -> None:
         kind, data = self.results.pop(a.attempt_id)
-        text = file = None
-        if kind == "json" and len(data) <= LARGE_RESULT:
-            text = data.decode()
-        else:
-            file = f"results/{a.job_id}.{'json' if kind == 'json' else 'bin'}"
-            os.makedirs(os.path.join(self.run_dir, "results"), exist_ok=True)
-            protocol.write_atomic(os.path.join(self.run_dir, file), data, sync=True)
-        self.journal.commit_result(a.job_id, a.attempt_id, kind, text, file)
+        self.journal.commit_result(a.job_id, a.attempt_id, kind, data)
         self._end(a.attempt_id, AttemptState.SUCCEEDED, None, release=True)
 
     def _do_Discard(self, a: s.Discard) -> None:

@@ -87,9 +87,17 @@ def read_tail(path: str, limit: int = TAIL_BYTES) -> str:
 
 
 def check_result(meta: Dict[str, Any], data: bytes) -> Optional[str]:
-    """None if ``data`` is the result described by ``meta``, else why not."""
+    """None if ``data`` is the result described by ``meta`` (size, sha256, and valid JSON
+    for a json result), else why not. Results are data: nothing here unpickles or runs."""
     if len(data) != meta.get("size"):
         return "result is %d bytes, expected %s" % (len(data), meta.get("size"))
     if sha256(data) != meta.get("sha"):
         return "result checksum mismatch"
+    if meta.get("kind") == "json":
+        try:
+            json.loads(data)
+        except ValueError:
+            return "result is not valid JSON"
+    elif meta.get("kind") != "bytes":
+        return "unknown result kind %r" % (meta.get("kind"),)
     return None
