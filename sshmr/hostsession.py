@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -114,6 +115,9 @@ class HostSession:
             raise RemoteSetupFailed(self.name, f"the sshmr agent did not start (exit {status}):"
                                     f" {err or 'no output'}{hint}")
         self.agent = agent
+        # The master's silence check reads last_heard as soon as alive is set, possibly
+        # before it has seen "connected": never let it see a stale (or zero) value.
+        self.last_heard = self.last_sent = time.monotonic()
         self.alive = True
         return msg
 

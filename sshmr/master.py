@@ -72,10 +72,21 @@ class Master:
             while self.finished is None:
                 self._process(self._drain())
                 self._timers(time.monotonic())
+        except KeyboardInterrupt:  # a forced stop (second Ctrl-C): the caller cancels the jobs
+            self._abandon_attempts()
+            raise
         finally:
             self._shutdown()
             self._restore_signals(old)
         return self.finished
+
+    def _abandon_attempts(self) -> None:
+        """End every attempt still open in the journal (cancelled): their workers are killed
+        by the shutdown that follows, and no attempt may stay RUNNING after the run."""
+        for row in self.journal.open_attempts():
+            self.inflight.pop(row["id"], None)
+            self.journal.end_attempt(row["id"], AttemptState.FAILED, Reason.CANCELLED.value,
+                                     self.details.pop(row["id"], {}))
 
     def _drain(self) -> list[tuple]:
         try:

@@ -3,10 +3,10 @@
 It forks one :class:`Worker` per slot (each in its own session), routes ``run`` messages
 to them, enforces each attempt's timeout and each worker's ``max_living`` with its own
 clock, kills a worker's whole process group (TERM, then KILL after a grace, then any
-process still carrying the worker's token in its environment), sends heartbeats and
-watches the master's. If it loses the master (EOF or no heartbeat for ``master_grace``)
-it starts no new job, lets running ones finish within their limits (their results are
-committed to disk) and exits. Nothing it starts outlives it.
+process still carrying the worker's token in its environment or its process name), sends
+heartbeats and watches the master's. If it loses the master (EOF or no heartbeat for
+``master_grace``) it starts no new job, lets running ones finish within their limits
+(their results are committed to disk) and exits. Nothing it starts outlives it.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from . import protocol
 from .worker import Worker
 
 TOKEN_ENV = "SSHMR_WORKER_TOKEN"
+COMM_PREFIX = "sshmr-w"  # + 8 hex digits of the token: a worker's process name (15 chars)
 
 
 class _Slot:
@@ -226,7 +227,8 @@ class Agent:
                 os.close(self.out_fd)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                os.environ[TOKEN_ENV] = s.token
+                os.environ[TOKEN_ENV] = s.token  # seen in /proc only by exec'd children
+                _set_name(_comm_name(s.token))  # inherited by forked ones (double forks)
                 devnull = os.open(os.devnull, os.O_RDONLY)
                 os.dup2(devnull, 0)
                 Worker(self.executor, self.max_living, run_dir=self.run_dir,
@@ -367,20 +369,43 @@ def _exit_code(status: int) -> int:
     return os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
 
 
+def _comm_name(token: str) -> str:
+    return COMM_PREFIX + token[:8]
+
+
+def _set_name(name: str) -> None:
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write(name)
+    except OSError:
+        pass
+
+
 def _kill_by_token(token: str) -> List[int]:
-    """SIGKILL processes that escaped the process group but still carry the token (Linux)."""
+    """SIGKILL processes that escaped the process group but still carry the token (Linux).
+
+    An exec'd descendant carries it in its environment. A forked one (a double fork that
+    never execs) does not: /proc shows the environment of the last exec, the agent's; it
+    carries the worker's process name instead.
+    """
     killed = []
     if not token or not os.path.isdir("/proc"):
         return killed
     needle = ("%s=%s" % (TOKEN_ENV, token)).encode()
+    comm = _comm_name(token).encode()
+    me = os.getpid()
     for name in os.listdir("/proc"):
-        if not name.isdigit():
+        if not name.isdigit() or int(name) == me:
             continue
         try:
-            with open("/proc/%s/environ" % name, "rb") as f:
-                if needle in f.read().split(b"\0"):
-                    os.kill(int(name), signal.SIGKILL)
-                    killed.append(int(name))
+            with open("/proc/%s/comm" % name, "rb") as f:
+                marked = f.read().rstrip(b"\n") == comm
+            if not marked:
+                with open("/proc/%s/environ" % name, "rb") as f:
+                    marked = needle in f.read().split(b"\0")
+            if marked:
+                os.kill(int(name), signal.SIGKILL)
+                killed.append(int(name))
         except OSError as exc:
             if exc.errno not in (errno.ENOENT, errno.EACCES, errno.ESRCH, errno.EPERM):
                 raise

@@ -12,6 +12,7 @@ forwarding is never requested. Remote commands are argument lists joined with
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shlex
 import socket
@@ -33,6 +34,11 @@ from .base import AgentStream, Transport
 DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 STDERR_LIMIT = 8192
 _known_hosts_lock = threading.Lock()
+# paramiko logs handshake failures (e.g. sshd dropping us at MaxStartups) with a traceback
+# from its own thread; sshmr reports them as one-line host errors. Without any handler,
+# logging's last resort would print that traceback on stderr; an application that
+# configures logging still gets paramiko's records.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def known_hosts_name(hostname: str, port: int) -> str:
