@@ -129,7 +129,7 @@ def resume(
         journal.set_meta(pid=os.getpid())
         journal.flush()
         _execute(journal, run_dir, meta["run_id"], meta.get("runs_dir", runs_dir), inv, config,
-                 bundle, sched, [], progress, transports=sessions_for)
+                 bundle, sched, [s.JobsAdded(())], progress, transports=sessions_for)
     finally:
         journal.close()
         lock.release()
@@ -141,7 +141,8 @@ def _scheduler(config: RunConfig, hosts: list[str], first_attempt_id: int = 1) -
         hosts, max_retries=config.max_retries, timeout=config.timeout,
         deadline_grace=config.kill_grace + config.host_silence, seed=config.seed,
         quarantine_after=config.quarantine_after, halt_on_failures=config.halt_on_failures,
-        speculate=config.speculate, first_attempt_id=first_attempt_id)
+        speculate=config.speculate, host_retries=config.host_retries,
+        reconnect_backoff=tuple(config.reconnect_backoff), first_attempt_id=first_attempt_id)
 
 
 def _execute(journal: Journal, run_dir: str, run_id: str, runs_dir: str, inv: Inventory | None,

@@ -32,6 +32,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except SshmrError as exc:
             _fail(exc)
+        except KeyboardInterrupt:
+            click.echo("sshmr: interrupted", err=True)
+            sys.exit(130)
 
 
 @click.group(cls=_Group)

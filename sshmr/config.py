@@ -32,6 +32,8 @@ class RunConfig:
     kill_grace: float = 2.0  # SIGTERM -> SIGKILL
     inline_limit: int = 64 * 1024  # results up to this size ride on the control channel
     quarantine_after: int = 5  # host-caused failures in a row before a host is quarantined
+    host_retries: int = 2  # failed reconnects (1 s, 2 s, ... backoff) before a host is down
+    reconnect_backoff: tuple[float, float] = (1.0, 30.0)  # first and longest reconnect delay
     halt_on_failures: int | float | None = None  # int count, or float fraction of jobs
     speculate: float | None = None  # copy a straggler at this multiple of the median runtime
     connect_parallelism: int = 32

@@ -57,6 +57,7 @@ class Master:
         self.host_errors: dict[str, str] = {}
         self.finished: s.Finished | None = None
         self.interrupts = 0
+        self._looping = False  # a second Ctrl-C forces only while the loop runs
         self._timeout_json = json.dumps(config.timeout)
         self._sync = "true" if config.max_retries == 0 else "false"
         self._last = {"tick": 0.0, "flush": 0.0, "cancel": 0.0, "progress": time.monotonic()}
@@ -69,10 +70,13 @@ class Master:
             self._apply(self.sched.handle(time.monotonic(), *initial))
             for session in self.sessions.values():
                 session.connect_async()
+            self._looping = True
             while self.finished is None:
                 self._process(self._drain())
                 self._timers(time.monotonic())
+            self._looping = False
         except KeyboardInterrupt:  # a forced stop (second Ctrl-C): the caller cancels the jobs
+            self._looping = False
             self._abandon_attempts()
             raise
         finally:
@@ -365,8 +369,8 @@ class Master:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.interrupts += 1
-        if self.interrupts > 1:
-            raise KeyboardInterrupt  # a second Ctrl-C forces
+        if self.interrupts > 1 and self._looping:
+            raise KeyboardInterrupt  # a second Ctrl-C forces; shutting down is never cut short
 
     @staticmethod
     def _restore_signals(old: dict) -> None:

@@ -94,6 +94,7 @@ class Scheduler:
         seed: int | None = None,
         quarantine_after: int = 5,
         reconnect_backoff: tuple[float, float] = (1.0, 30.0),
+        host_retries: int = 2,
         halt_on_failures: int | float | None = None,
         speculate: float | None = None,
         first_attempt_id: int = 1,
@@ -105,6 +106,7 @@ class Scheduler:
         self.deadline_grace = deadline_grace
         self.quarantine_after = quarantine_after
         self.reconnect_backoff = reconnect_backoff
+        self.host_retries = host_retries  # failed reconnects before a host counts as down
         self.halt_on_failures = halt_on_failures
         if speculate is not None and max_retries == 0:
             raise ValueError("speculation needs max_retries >= 1: it runs a job twice")
@@ -330,9 +332,9 @@ class Scheduler:
             return
         retry = job.launches <= self.max_retries and self.max_retries > 0
         out.append(AttemptEnded(attempt_id, att.job_id, reason, retry))
-        if retry:
+        if retry:  # to the front: a retried job is already late
             job.state = JobState.PENDING
-            self._pending.append(att.job_id)
+            self._pending.appendleft(att.job_id)
         elif self.max_retries == 0 and reason.outcome_unknown:
             self._give_up(att.job_id, JobState.UNKNOWN, f"outcome unknown: {reason.value}", out)
         else:
@@ -367,7 +369,8 @@ class Scheduler:
         usable = [h for h in self._hosts.values() if not (h.dead or h.quarantined)]
         if any(h.up for h in usable):
             return
-        if (not usable or all(h.reconnects > 0 for h in usable)) and self._open:
+        down = all(h.reconnects > self.host_retries for h in usable)
+        if (not usable or down) and self._open:
             self._stop("no_hosts", out)
 
     def _check_halt(self, out: list) -> None:

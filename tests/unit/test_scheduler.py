@@ -446,10 +446,35 @@ def test_fatal_host_down_is_never_reconnected() -> None:
     sim.up("b", 1)
     out = sim.handle(HostDown("a", "host key changed", fatal=True))
     assert of(out, ReconnectHost, Finished) == []
-    # b remains: the run goes on; when b goes too, nothing is left to wait for
+    # b remains: the run goes on; when b goes too and its reconnects fail, it stops
     out = sim.handle(HostDown("b", "eof"))
+    assert of(out, Finished) == [] and of(out, ReconnectHost) == [ReconnectHost("b", 1.0)]
+    out = fail_reconnects(sim, "b")
     assert out[-1] == Finished("no_hosts", "every host is down or quarantined")
     assert set(sim.check([1, 2, 3]).values()) == {JobState.CANCELLED}
+
+
+def fail_reconnects(sim: Sim, host: str) -> list:
+    """Every reconnect of ``host`` fails, ``host_retries`` times; returns the last actions."""
+    out: list = []
+    for _ in range(sim.sched.host_retries):
+        assert of(out, Finished) == []
+        out = sim.handle(HostDown(host, "connection refused"))
+    return out
+
+
+def test_a_host_that_comes_back_within_its_retries_keeps_the_run_going() -> None:
+    sim = Sim(("a",))
+    sim.add(1, 2)
+    first = of(sim.up("a", 1), Launch)
+    sim.handle(HostDown("a", "eof"))
+    out = sim.handle(HostDown("a", "refused (MaxStartups)"))  # one failed reconnect
+    assert of(out, Finished) == [] and of(out, ReconnectHost) == [ReconnectHost("a", 2.0)]
+    again = of(sim.up("a", 1), Launch)
+    assert [x.job_id for x in again] == [first[0].job_id]  # the lost job goes first
+    sim.ok(again[0])
+    sim.ok(of(sim.log, Launch)[-1])
+    assert set(sim.check([1, 2]).values()) == {JobState.SUCCEEDED}
 
 
 def test_fatal_down_of_the_only_host_stops_the_run() -> None:
@@ -474,6 +499,9 @@ def test_every_host_down_finishes_no_hosts(max_retries, running_state) -> None:
     out = sim.handle(HostDown("a", "eof"))
     assert of(out, Finished) == []
     out = sim.handle(HostDown("b", "eof"))
+    assert of(out, Finished) == []
+    fail_reconnects(sim, "a")
+    out = fail_reconnects(sim, "b")
     assert out[-1] == Finished("no_hosts", "every host is down or quarantined")
     states = sim.check(range(1, 6))  # each job ends in exactly one final state
     for job_id, state in states.items():
