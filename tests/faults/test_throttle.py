@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -96,3 +97,25 @@ def test_maxsessions_2_is_enough(fresh_cluster, tmp_path):
     assert_nothing_lost(result, 3, effects, cluster=c)
     assert result.ok, result
     assert [j.attempts for j in result] == [1] * 8
+
+
+def test_a_lone_throttled_host_is_retried_not_given_up(fresh_cluster, tmp_path):
+    """The only host refuses us for a while: the run waits for it (reconnect backoff)
+    instead of stopping with "no host usable"."""
+    c = fresh_cluster(1, MaxStartups="1:100:1")
+    effects = tmp_path / "effects"
+    effects.mkdir()
+    inv = write_inventory(c, tmp_path / "inv.yaml", slots=2)
+    held = _hold_unauthenticated(c.hosts[0].address, c.hosts[0].port)
+    release = threading.Timer(HOLD, held.close)
+    release.start()
+    try:
+        result = sshmr.run(Fault, payloads(effects, 4), inventory=str(inv), max_retries=0,
+                           runs_dir=str(tmp_path / "runs"))
+    finally:
+        release.cancel()
+        held.close()
+    assert_nothing_lost(result, 0, effects, cluster=c)
+    assert result.ok, result
+    assert [j.attempts for j in result] == [1] * 4
+    assert events_of(result.run_dir, "host_failed")  # it was refused at first
