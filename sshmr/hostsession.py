@@ -26,6 +26,7 @@ from .remote import protocol
 from .transport.base import AgentStream, Transport
 
 READY_TIMEOUT = 30.0
+CONNECT_PATIENCE = 3.0  # at shutdown, how long a connection in progress may take to land
 
 
 class HostSession:
@@ -222,7 +223,11 @@ class HostSession:
     def shutdown(self, cleanup: bool, wait: float = 10.0) -> None:
         """Ask the agent to stop every worker (and remove the run dir), then disconnect."""
         self._closing = True
-        self._connected.wait(READY_TIMEOUT + 30)  # a connection in flight: let it land first
+        # A connection in flight: let it land (then its agent is told to clean up), but
+        # abort one that hangs, e.g. to a frozen host (what it left is for ``sshmr gc``).
+        if not self._connected.wait(CONNECT_PATIENCE):
+            self.transport.close()
+            self._connected.wait(READY_TIMEOUT)
         if self._io is not None:
             self._io.put(None)
         agent = self.agent

@@ -96,6 +96,7 @@ class SshTransport(Transport):
         self.op_timeout = op_timeout
         self._transport: paramiko.Transport | None = None
         self._jump: SshTransport | None = None
+        self._pending: paramiko.Transport | None = None  # a connection being set up
         self._sftp: paramiko.SFTPClient | None = None
         self._sftp_lock = threading.Lock()
         self._home: str | None = None
@@ -106,7 +107,7 @@ class SshTransport(Transport):
         h = self.host
         where = f"{h.user}@{h.hostname}:{h.port}"
         sock = self._jump_channel() if h.proxy_jump else self._socket()
-        t = paramiko.Transport(sock)
+        t = self._pending = paramiko.Transport(sock)  # close() may abort it from now on
         t.banner_timeout = h.connect_timeout
         t.handshake_timeout = h.connect_timeout
         t.auth_timeout = h.connect_timeout
@@ -122,7 +123,7 @@ class SshTransport(Transport):
             t.close()
             raise
         t.set_keepalive(int(max(1, self.keepalive)))
-        self._transport = t
+        self._transport, self._pending = t, None
 
     def _socket(self) -> socket.socket:
         h = self.host
@@ -339,6 +340,8 @@ class SshTransport(Transport):
         return self._call("listdir", path)
 
     def close(self) -> None:
+        if self._pending is not None:  # abort a connect in progress (it raises at once)
+            self._pending.close()
         with self._sftp_lock:
             if self._sftp is not None:
                 self._sftp.close()
