@@ -36,7 +36,6 @@ class RunConfig:
     reconnect_backoff: tuple[float, float] = (1.0, 30.0)  # first and longest reconnect delay
     halt_on_failures: int | float | None = None  # int count, or float fraction of jobs
     speculate: float | None = None  # copy a straggler at this multiple of the median runtime
-    connect_parallelism: int = 32
 
     def __post_init__(self) -> None:
         if self.timeout is not None and self.timeout <= 0:

@@ -65,7 +65,6 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
-FINAL = tuple(s.value for s in JobState if s.final)
 LARGE_RESULT = 1 << 20  # JSON results above this are kept in a file in the run dir
 
 

@@ -28,8 +28,9 @@ from .hostsession import HostSession
 from .jobs import AttemptState, Reason
 from .journal import Journal
 from .remote import protocol
+from .result import INPUT_FILE_KEY
 
-FILE_PAYLOAD = '{"' + "$sshmr_input_file" + '"'
+FILE_PAYLOAD = '{"' + INPUT_FILE_KEY + '"'
 STATUS_REASON = {
     "error": Reason.ERROR, "system": Reason.SYSTEM, "timeout": Reason.TIMEOUT,
     "max_living": Reason.MAX_LIVING, "worker_died": Reason.WORKER_DIED,
@@ -281,7 +282,7 @@ class Master:
         def push() -> bytes:
             t.makedirs(adir)
             if payload.startswith(FILE_PAYLOAD):
-                local = json.loads(payload)["$sshmr_input_file"]
+                local = json.loads(payload)[INPUT_FILE_KEY]
                 name = os.path.basename(local)
                 t.put_file(local, f"{adir}/{name}")
                 return f"{head},\"p\":{json.dumps({protocol.FILE_MARK: name})}}}\n".encode()

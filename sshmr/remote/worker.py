@@ -42,7 +42,6 @@ class Worker:
         self.max_living = max_living
         self.run_dir = run_dir
         self.inline_limit = inline_limit
-        self.born = time.monotonic()
 
     # ---------------------------------------------------------------- serving
 
