@@ -110,10 +110,18 @@ class Agent:
         return any(s.pid for s in self.slots.values())
 
     def _next_timer(self, now: float) -> float:
-        t = min(self.last_sent + self.hb_interval, self.last_heard + self.master_grace)
+        """When ``_timers`` next has something to do (never a past time: no busy loop)."""
+        t = now + self.hb_interval
+        if not self.master_lost:
+            t = min(t, self.last_sent + self.hb_interval, self.last_heard + self.master_grace)
         for s in self.slots.values():
-            t = min(t, s.deadline, s.expires, s.kill_at)
-        return t
+            if not s.pid:
+                continue
+            if s.kill_reason is None:
+                t = min(t, s.deadline if s.attempt is not None else t, s.expires)
+            else:
+                t = min(t, s.kill_at)
+        return max(t, now + 0.001)
 
     def _timers(self, now: float) -> None:
         if now >= self.last_sent + self.hb_interval and not self.master_lost:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -100,3 +101,59 @@ def test_public_api_names():
         obj = getattr(sshmr, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, sshmr.SshmrError)
+
+
+def _pids_with(text: str) -> list[int]:
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        pids.append(int(name))
+            except OSError:
+                pass
+    return pids
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_an_agent_that_lost_its_master_idles_then_exits(tmp_path):
+    """After kill -9 of the master, the agent lets the job finish without spinning."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sshmr", "run", f"{JOBS}/jobs_basic.py:Sleep", "-", "-q",
+         "--slots", "1"], cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    proc.stdin.write("2.5\n")
+    proc.stdin.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        status = sshmr_cli("status", "--json", cwd=tmp_path)
+        if status.returncode == 0 and json.loads(status.stdout)["counts"]["RUNNING"] == 1:
+            break
+        time.sleep(0.05)
+    found = _pids_with(f"{tmp_path}/sshmr-runs/.work/code/")  # the agent and its worker
+    agents = [pid for pid in found if _ppid(pid) not in found]
+    assert len(agents) == 1 and len(found) == 2, found
+    proc.kill()
+    proc.wait()
+    time.sleep(0.3)
+    before = _cpu_ticks(agents[0])
+    time.sleep(1.0)
+    spent = _cpu_ticks(agents[0]) - before
+    assert spent < 10, f"the agent used {spent} ticks of CPU in 1 s while waiting"
+    deadline = time.monotonic() + 15
+    while _pids_with(f"{tmp_path}/sshmr-runs/.work/code/") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _pids_with(f"{tmp_path}/sshmr-runs/.work/code/"), "the agent never exited"
+    done = list((tmp_path / "sshmr-runs" / ".work" / "runs").glob("*/a/*/done.json"))
+    assert len(done) == 1 and json.loads(done[0].read_text())["status"] == "ok"
