@@ -162,7 +162,7 @@ def resume_cmd(run_id: str | None, inventory: str | None, runs_dir: str, as_json
 def status_cmd(run_id: str | None, runs_dir: str, as_json: bool) -> None:
     """Progress of RUN_ID (default: the latest run), read-only, while it runs or after."""
     from .journal import Journal
-    from .runs import RunLock, find_run
+    from .runs import find_run, run_state
 
     run_dir = find_run(runs_dir, run_id)
     journal = Journal(run_dir, readonly=True)
@@ -173,9 +173,7 @@ def status_cmd(run_id: str | None, runs_dir: str, as_json: bool) -> None:
         attempts = journal.attempt_count()
     finally:
         journal.close()
-    state = meta.get("state", "running")
-    if state == "running" and not RunLock.held(run_dir):
-        state = "interrupted"  # the master died; 'sshmr resume' continues it
+    state = run_state(run_dir, meta.get("state"))
     elapsed = meta.get("elapsed_s") or (time.time() - meta.get("created", time.time()))
     info = {"run_id": meta.get("run_id"), "state": state, "jobs": sum(counts.values()),
             "counts": counts, "attempts": attempts, "elapsed_s": round(elapsed, 3),
@@ -236,7 +234,7 @@ def cancel_cmd(run_id: str | None, runs_dir: str) -> None:
 def runs_cmd(runs_dir: str) -> None:
     """List the runs in the runs dir, oldest first."""
     from .journal import Journal
-    from .runs import RunLock
+    from .runs import run_state
 
     if not os.path.isdir(runs_dir):
         return
@@ -249,9 +247,7 @@ def runs_cmd(runs_dir: str) -> None:
             meta, counts = journal.meta(), journal.counts()
         finally:
             journal.close()
-        state = meta.get("state", "running")
-        if state == "running" and not RunLock.held(run_dir):
-            state = "interrupted"
+        state = run_state(run_dir, meta.get("state"))
         click.echo(f"{name}  {state:<11} {counts['SUCCEEDED']}/{sum(counts.values())} succeeded"
                    f"  {meta.get('target', '')}")
 

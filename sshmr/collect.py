@@ -44,9 +44,7 @@ def collect_open_attempts(journal: Journal, transports: list[tuple[Transport, st
         transport, workdir = where[host]
         try:
             transport.connect()
-            if workdir == "~" or workdir.startswith("~/"):
-                workdir = transport.home() + workdir[1:]
-            run_dir = f"{workdir}/runs/{run_id}"
+            run_dir = f"{transport.expand_user(workdir)}/runs/{run_id}"
             return {a: _read(transport, protocol.attempt_dir(run_dir, a)) for a in by_host[host]}
         except (HostError, OSError) as exc:
             if progress:

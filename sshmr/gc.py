@@ -16,7 +16,7 @@ from typing import Any
 from .errors import HostError
 from .inventory import load_inventory
 from .journal import Journal
-from .runs import RunLock
+from .runs import RunLock, run_state
 
 
 def _run_state(runs_dir: str, run_id: str) -> str:
@@ -24,14 +24,15 @@ def _run_state(runs_dir: str, run_id: str) -> str:
     run_dir = os.path.join(runs_dir, run_id)
     if not os.path.exists(os.path.join(run_dir, Journal.FILE)):
         return "foreign"
-    if RunLock.held(run_dir):
-        return "running"
     journal = Journal(run_dir, readonly=True)
     try:
-        state = journal.meta().get("state", "running")
+        recorded = journal.meta().get("state")
     finally:
         journal.close()
-    return "interrupted" if state == "running" else "ended"
+    if RunLock.held(run_dir):
+        return "running"
+    state = run_state(run_dir, recorded)
+    return state if state == "interrupted" else "ended"
 
 
 def collect_garbage(inventory: str, runs_dir: str, *, remove_all: bool = False,
@@ -45,9 +46,7 @@ def collect_garbage(inventory: str, runs_dir: str, *, remove_all: bool = False,
         found: list[dict[str, Any]] = []
         try:
             t.connect()
-            workdir = host.workdir
-            if workdir == "~" or workdir.startswith("~/"):
-                workdir = t.home() + workdir[1:]
+            workdir = t.expand_user(host.workdir)
             try:
                 names = t.listdir(f"{workdir}/runs")
             except FileNotFoundError:

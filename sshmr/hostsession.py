@@ -83,9 +83,7 @@ class HostSession:
         t = self.transport
         t.connect()
         try:
-            workdir = self.workdir_spec
-            if workdir == "~" or workdir.startswith("~/"):
-                workdir = t.home() + workdir[1:]
+            workdir = t.expand_user(self.workdir_spec)
             t.makedirs(workdir, 0o700)
             code_dir = push_bundle(t, self.bundle, workdir)
             self.workdir = workdir

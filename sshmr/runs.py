@@ -50,6 +50,15 @@ def find_run(runs_dir: str, run_id: str | None) -> str:
     return path
 
 
+def run_state(run_dir: str, recorded: str | None) -> str:
+    """The journal's state, except that a "running" run nobody holds is "interrupted"
+    (its master died; ``sshmr resume`` continues it)."""
+    state = recorded or "running"
+    if state == "running" and not RunLock.held(run_dir):
+        return "interrupted"
+    return state
+
+
 class RunLock:
     """An exclusive flock on ``RUN_DIR/lock``; released when the process dies."""
 

@@ -339,11 +339,10 @@ class Agent:
         s.attempt = None
 
     def _kill_all(self, reason: str) -> None:
+        """Kill every worker now (``_reap`` SIGKILLs its group and sweeps its token)."""
         for s in self.slots.values():
             if s.pid:
-                if s.kill_reason is None:
-                    self._kill(s, reason)
-                self._hard_kill(s)
+                s.kill_reason = s.kill_reason or reason
                 self._reap(s)
 
     def _on_term(self, signum: int, frame: Any) -> None:

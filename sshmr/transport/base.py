@@ -82,5 +82,11 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    def expand_user(self, path: str) -> str:
+        """``~`` or ``~/x`` on the host -> its absolute home (+ ``/x``)."""
+        if path == "~" or path.startswith("~/"):
+            return self.home() + path[1:]
+        return path
+
     def rmtree(self, path: str) -> None:
         self.run(["rm", "-rf", "--", path])
