@@ -8,3 +8,10 @@ class Noop(JobExecutor):
 
     def execute(self, payload):
         return payload
+
+
+class Square(JobExecutor):
+    """The JobExecutor twin of the notebook benchmark's ``lambda x: x * x + 7``."""
+
+    def execute(self, payload):
+        return payload * payload + 7

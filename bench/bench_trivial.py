@@ -115,17 +115,19 @@ class BenchError(Exception):
 def bench_sshmr(args: argparse.Namespace, inventory: Path, runs_dir: Path,
                 hosts: list[str]) -> dict:
     items = list(range(args.jobs))
-    warm = run_sshmr(items, inventory, runs_dir)
+    warm = run_sshmr(items, inventory, runs_dir, args.live)
     say(f"sshmr warm-up (pushes the code bundle): {warm['wall_s']:.3f} s, "
         f"{warm['jobs_per_s']:.1f} jobs/s")
     runs = []
     for i in range(args.repeat):
-        r = run_sshmr(items, inventory, runs_dir)
+        r = run_sshmr(items, inventory, runs_dir, args.live)
         runs.append(r)
         say(f"sshmr run {i + 1}/{args.repeat}: wall {r['wall_s']:.3f} s = "
             f"{r['jobs_per_s']:.1f} jobs/s; after start-up {r['steady_jobs_per_s']:.1f} jobs/s; "
             f"start-up {r['startup_s']:.3f} s; master CPU {r['cpu_ms_per_job']:.3f} ms/job; "
-            f"jobs per host {'/'.join(str(r['attempts_per_host'].get(h, 0)) for h in hosts)}")
+            f"jobs per host {'/'.join(str(r['attempts_per_host'].get(h, 0)) for h in hosts)}"
+            + (f"; live view: {r['live_frames']} frames, {r['live_cpu_ms']:.0f} ms CPU"
+               if args.live else ""))
 
     def med(key: str) -> float:
         return statistics.median(r[key] for r in runs)
@@ -150,13 +152,28 @@ def bench_sshmr(args: argparse.Namespace, inventory: Path, runs_dir: Path,
     return out
 
 
-def run_sshmr(items: list[int], inventory: Path, runs_dir: Path) -> dict:
+def run_sshmr(items: list[int], inventory: Path, runs_dir: Path, live: bool = False) -> dict:
+    """One sshmr.run; with ``live``, the live view of ``sshmr run`` on a terminal redraws it
+    all along (in this process, as in the CLI), drawn on a 100-column terminal that is
+    /dev/null, so the master CPU measured includes the view's."""
     n = len(items)
+    view = contextlib.nullcontext()
+    if live:
+        from rich.console import Console
+
+        from sshmr.live import LiveDisplay
+
+        tty = open(os.devnull, "w")  # noqa: SIM115 - closed below
+        view = LiveDisplay(str(runs_dir), Console(file=tty, force_terminal=True, width=100))
     before = resource.getrusage(resource.RUSAGE_SELF)
     t_unix = time.time()
     t0 = time.perf_counter()
-    result = sshmr.run(Noop(), items, inventory=str(inventory), runs_dir=str(runs_dir))
+    with view:
+        result = sshmr.run(Noop(), items, inventory=str(inventory), runs_dir=str(runs_dir),
+                           progress=view.post if live else None)
     wall = time.perf_counter() - t0
+    if live:
+        tty.close()
     after = resource.getrusage(resource.RUSAGE_SELF)
     if result.state == "cancelled":  # sshmr caught our Ctrl-C/SIGTERM and stopped the run
         raise KeyboardInterrupt
@@ -171,7 +188,8 @@ def run_sshmr(items: list[int], inventory: Path, runs_dir: Path) -> dict:
             "cpu_user_s": round(user, 4), "cpu_sys_s": round(sys_, 4),
             "cpu_ms_per_job": round((user + sys_) * 1000 / n, 4),
             "max_rss_mib": round(after.ru_maxrss / 1024, 1),  # Linux: KiB
-            "attempts_per_host": per_host}
+            "attempts_per_host": per_host, "live_frames": view.frames if live else None,
+            "live_cpu_ms": round(view.cpu_s * 1000, 1) if live else None}
 
 
 def _journal_span(run_dir: str) -> tuple[float, float, dict[str, int]]:
@@ -322,6 +340,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"jobs for the GNU parallel run (default: --jobs, at most "
                         f"{PARALLEL_DEFAULT_MAX})")
     p.add_argument("--no-parallel", action="store_true", help="skip GNU parallel")
+    p.add_argument("--live", action="store_true",
+                   help="draw the live view of 'sshmr run' (to /dev/null) during each run")
     p.add_argument("--json", action="store_true",
                    help="print all numbers as one JSON object on the last line")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")

@@ -1,7 +1,7 @@
 """sshmr: run jobs and MapReduce over a fleet of plain SSH servers.
 
 The public API is what ``__all__`` lists; everything else may change. Only the
-stdlib-only names (JobExecutor, Partitioner, Worker, errors) are imported eagerly, so
+stdlib-only names (JobExecutor, MapReduce, Partitioner, Worker, errors) are imported eagerly, so
 this package also imports on a host that has nothing but ``python3``.
 """
 
@@ -19,6 +19,8 @@ from .errors import (
     HostUnreachable,
     InputError,
     InventoryError,
+    JobFailed,
+    JobNotFound,
     NoHostsAvailable,
     RemoteSetupFailed,
     ResultError,
@@ -28,8 +30,9 @@ from .errors import (
     SshmrError,
     TargetError,
 )
-from .executor import JobExecutor
+from .executor import JobExecutor, ResultFile
 from .jobs import JobState
+from .mapreduce import MapReduce, MRStep
 from .partition import InputFile, Partitioner
 from .remote.worker import Worker
 
@@ -48,9 +51,11 @@ _LAZY = {
 
 __all__ = [
     "AuthenticationFailed", "Cancelled", "ConfigError", "HostError", "HostKeyChanged",
-    "HostKeyUnknown", "HostUnreachable", "InputError", "InventoryError", "NoHostsAvailable",
-    "RemoteSetupFailed", "ResultError", "RunError", "RunLocked", "RunNotFound", "SshmrError",
+    "HostKeyUnknown", "HostUnreachable", "InputError", "InventoryError", "JobNotFound",
+    "NoHostsAvailable", "RemoteSetupFailed", "ResultError", "RunError", "RunLocked",
+    "RunNotFound", "SshmrError", "JobFailed",
     "TargetError", "JobExecutor", "JobState", "InputFile", "Partitioner", "Worker",
+    "MapReduce", "MRStep", "ResultFile",
     *_LAZY, "__version__",
 ]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import secrets
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -21,12 +22,13 @@ from typing import Any
 from . import scheduler as s
 from .bundle import Bundle, build_bundle
 from .config import RunConfig
-from .errors import InputError, RunError, TargetError
+from .errors import ConfigError, InputError, RunError, TargetError
 from .executor import JobExecutor
 from .hostsession import HostSession
 from .inventory import Inventory, load_inventory
 from .jobs import JobState
 from .journal import Journal
+from .mapreduce import MapReduce
 from .master import Master
 from .partition import InputFile, Partitioner, check_inputs, parse_split
 from .result import INPUT_FILE_KEY, RunResult, load_run_result
@@ -36,6 +38,7 @@ from .transport.base import Transport
 from .transport.local import LocalTransport
 
 JOB_BATCH = 5000
+MAPREDUCE_OPTIONS = ("output", "reducers", "sort_memory", "overwrite")
 
 
 def run(
@@ -62,11 +65,24 @@ def run(
     instance = executor() if isinstance(executor, type) else executor
     if not isinstance(instance, JobExecutor):
         raise TargetError(f"{type(instance).__name__} is not a sshmr.JobExecutor subclass")
+    if isinstance(instance, MapReduce):
+        from .mrdriver import run_mapreduce
+
+        return run_mapreduce(instance, items, files=files, split=split, partitioner=partitioner,
+                             inventory=inventory, runs_dir=runs_dir, progress=progress, code=code,
+                             **options)
+    for name in MAPREDUCE_OPTIONS:
+        if options.get(name) is not None:
+            raise ConfigError(f"{name!r} is a MapReduce option, but {type(instance).__name__}"
+                              " is not a sshmr.MapReduce")
+        options.pop(name, None)
     config = RunConfig.build(instance, **options)
     payloads = _payloads(items, files, split, partitioner)
     inv = load_inventory(inventory) if isinstance(inventory, (str, os.PathLike)) else inventory
     code = code or code_of(type(instance))
     bundle = build_bundle(code, instance if vars(instance) else None)
+    # Function runs (sshmr.notebook) may send pickled results back: signed with this key.
+    key = secrets.token_bytes(32) if getattr(instance, "pickle_results", False) is True else None
 
     run_id, run_dir = create_run_dir(runs_dir)
     lock = RunLock(run_dir)
@@ -76,13 +92,13 @@ def run(
         journal.set_meta(run_id=run_id, created=time.time(), state="running", pid=os.getpid(),
                          target=f"{code.module}:{code.cls_name}", code_module=code.module,
                          code_class=code.cls_name, code_state=bundle.state,
-                         config=asdict(config), inventory=inv.path if inv else None,
-                         runs_dir=os.path.abspath(runs_dir))
+                         pickle_results=key is not None, config=asdict(config),
+                         inventory=inv.path if inv else None, runs_dir=os.path.abspath(runs_dir))
         count = _add_jobs(journal, payloads)
         journal.flush()
         sched = _scheduler(config, [h.name for h in inv.hosts] if inv else ["local"])
         _execute(journal, run_dir, run_id, runs_dir, inv, config, bundle, sched,
-                 [s.JobsAdded(tuple(range(1, count + 1)))], progress)
+                 [s.JobsAdded(tuple(range(1, count + 1)))], progress, result_key=key)
     finally:
         journal.close()
         lock.release()
@@ -120,6 +136,14 @@ def resume(
         sessions_for = _transports(inv, config, meta.get("runs_dir", runs_dir))
         collect_open_attempts(journal, sessions_for, meta["run_id"], config.max_retries,
                               config.inline_limit, progress)
+        if meta.get("mapreduce"):  # continue at the step, phase and task where it stopped
+            from .mrdriver import continue_mapreduce
+
+            journal.event("resumed", f"pid {os.getpid()}")
+            journal.set_meta(pid=os.getpid())
+            journal.flush()
+            continue_mapreduce(journal, run_dir, inv, config, bundle, progress)
+            return load_run_result(run_dir)
         sched = _scheduler(config, [t.name for t, *_ in sessions_for],
                            first_attempt_id=journal.max_attempt_id() + 1)
         for job_id, launches in journal.db.execute(
@@ -129,7 +153,8 @@ def resume(
         journal.set_meta(pid=os.getpid())
         journal.flush()
         _execute(journal, run_dir, meta["run_id"], meta.get("runs_dir", runs_dir), inv, config,
-                 bundle, sched, [s.JobsAdded(())], progress, transports=sessions_for)
+                 bundle, sched, [s.JobsAdded(())], progress, transports=sessions_for,
+                 result_key=secrets.token_bytes(32) if meta.get("pickle_results") else None)
     finally:
         journal.close()
         lock.release()
@@ -147,25 +172,32 @@ def _scheduler(config: RunConfig, hosts: list[str], first_attempt_id: int = 1) -
 
 def _execute(journal: Journal, run_dir: str, run_id: str, runs_dir: str, inv: Inventory | None,
              config: RunConfig, bundle: Bundle, sched: s.Scheduler, initial: list[object],
-             progress: Callable[[str], None] | None, transports: list | None = None) -> None:
+             progress: Callable[[str], None] | None, transports: list | None = None,
+             result_key: bytes | None = None, record_state: bool = True) -> s.Finished:
+    """Run the scheduler's jobs on the hosts until it finishes. With ``record_state``
+    (a plain run) the run's final state, message and elapsed time go to the journal."""
     started = time.time()
     events: queue.SimpleQueue = queue.SimpleQueue()
     agent_config = {"max_living": config.max_living, "hb_interval": config.heartbeat,
                     "master_grace": config.master_grace, "kill_grace": config.kill_grace,
                     "inline_limit": config.inline_limit}
+    if result_key is not None:  # HostSession sends it over the channel, not in argv
+        agent_config["result_key"] = result_key
     sessions = {
         t.name: HostSession(t, python=python, workdir=workdir, slots=slots, run_id=run_id,
                             bundle=bundle, agent_config=agent_config, events=events)
         for t, python, workdir, slots in transports or _transports(inv, config, runs_dir)
     }
     master = Master(run_dir=run_dir, journal=journal, sessions=sessions, scheduler=sched,
-                    config=config, events=events, progress=progress)
+                    config=config, events=events, progress=progress, result_key=result_key)
     finished = _drive(master, journal, initial)
-    message = finished.message
     if finished.state == "no_hosts" and master.host_errors:
-        message = "no host usable: " + "; ".join(sorted(master.host_errors.values()))
-    elapsed = float(journal.meta().get("elapsed_s") or 0.0) + time.time() - started
-    journal.set_meta(state=finished.state, message=message, elapsed_s=elapsed)
+        finished = s.Finished(finished.state, "no host usable: " + "; ".join(
+            sorted(master.host_errors.values())))
+    if record_state:
+        elapsed = float(journal.meta().get("elapsed_s") or 0.0) + time.time() - started
+        journal.set_meta(state=finished.state, message=finished.message, elapsed_s=elapsed)
+    return finished
 
 
 def _drive(master: Master, journal: Journal, initial: list[object]) -> s.Finished:
@@ -234,4 +266,5 @@ def _snapshot(run_dir: str, code: Code) -> None:
 
 def _read_snapshot(run_dir: str) -> dict[str, bytes]:
     root = Path(run_dir, "code")
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.py"))}
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}

@@ -19,8 +19,10 @@ from .target import Code
 from .transport.base import Transport
 
 RUNTIME = (
-    "__init__.py", "errors.py", "executor.py", "partition.py", "jobs.py",
+    "__init__.py", "errors.py", "executor.py", "partition.py", "jobs.py", "function.py",
     "remote/__init__.py", "remote/protocol.py", "remote/worker.py", "remote/agent.py",
+    "remote/procs.py", "mapreduce.py", "remote/mrtask.py", "remote/sortmerge.py",
+    "remote/mrfiles.py", "remote/mrjobtask.py",
 )
 ENTRY = "sshmr_agent.py"
 ENTRY_SOURCE = b'''"""sshmr host agent entry point (generated)."""

@@ -43,7 +43,17 @@ def main() -> None:
     """Run jobs and MapReduce over plain SSH servers (or locally, with no inventory)."""
 
 
-@main.command("run")
+class _RunCommand(click.Command):
+    """``run``: everything after ``--`` is the mrjob job's own options (ctx.meta)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            cut = args.index("--")
+            ctx.meta["job_args"], args = args[cut + 1:], args[:cut]
+        return super().parse_args(ctx, args)
+
+
+@main.command("run", cls=_RunCommand)
 @click.argument("target")
 @click.argument("inputs", nargs=-1)
 @click.option("-i", "--inventory", type=click.Path(dir_okay=False),
@@ -64,52 +74,105 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.option("--accept-new-hosts", is_flag=True,
               help="Record unknown host keys in known_hosts (like accept-new).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Write the HTML run report to this file when the run ends (also when it"
+                   " failed or was cancelled).")
+@click.option("--output", type=click.Path(file_okay=False),
+              help="MapReduce: the output directory (part-NNNNN files, then _SUCCESS).")
+@click.option("--reducers", type=int, help="MapReduce: reduce tasks (default: total slots).")
+@click.option("--sort-memory", help="MapReduce: memory a task sorts in before it spills to"
+                                    " disk (default 256M).")
+@click.option("--overwrite", is_flag=True, help="MapReduce: replace an existing --output.")
 def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, timeout: float | None,
             max_retries: int | None, max_living: float | None, slots: int | None,
             split: str | None, partitioner: str | None, seed: int | None,
             halt_on_failures: str | None, speculate: float | None, runs_dir: str,
             as_json: bool, quiet: bool,
-            accept_new_hosts: bool) -> None:
+            accept_new_hosts: bool, report_path: str | None = None, output: str | None = None,
+            reducers: int | None = None, sort_memory: str | None = None,
+            overwrite: bool = False) -> None:
     """Run TARGET (file.py:Class or package.module:Class) on the jobs cut from INPUTS.
 
     Each input line is one job unless --split or --partitioner says otherwise; no INPUTS
-    (or -) reads standard input.
+    (or -) reads standard input. A sshmr.MapReduce TARGET runs its steps over INPUTS
+    (text files, .gz read transparently) and writes --output DIR. So does a mrjob.job.MRJob
+    TARGET, unmodified; its own options go after -- (e.g. -- --stop-words-file w.txt).
     """
     from . import api
     from .config import parse_halt
     from .executor import JobExecutor
+    from .live import run_output
+    from .mrjob_adapter import is_mrjob_class
     from .partition import Partitioner
     from .target import load_target
 
-    cls, code = load_target(target, JobExecutor)
+    cls, code = load_target(target, JobExecutor, accept=is_mrjob_class)
+    job_args = click.get_current_context().meta.get("job_args")
+    files = list(inputs) or ["-"]
+    if is_mrjob_class(cls):  # an unmodified mrjob job: its options come after --
+        from .mrjob_adapter import adapt
+
+        adapted = adapt(cls, job_args or [], files, code=code, split=split)
+        for warning in adapted.warnings:
+            click.echo(f"sshmr: warning: {warning}", err=True)
+        cls, code, files, split = adapted.executor, adapted.code, adapted.inputs, adapted.split
+    elif job_args is not None:
+        raise ConfigError(f"options after -- ({' '.join(job_args)}) are for mrjob jobs, and"
+                          f" {target} is not a mrjob.job.MRJob; put sshmr options before --")
+    if report_path:
+        from .report import check_output_path
+
+        check_output_path(report_path)
     user_partitioner = None
     if partitioner:
         pcls, _ = load_target(partitioner, Partitioner, what="--partitioner")
         user_partitioner = pcls()
 
-    def progress(line: str) -> None:
-        if not quiet:
-            click.echo(f"sshmr: {line}", err=True)
-
-    result = api.run(
-        cls, files=list(inputs) or ["-"], split=split, partitioner=user_partitioner,
-        inventory=inventory, runs_dir=runs_dir, progress=progress, code=code, timeout=timeout,
-        max_retries=max_retries, max_living=max_living, slots=slots, seed=seed,
-        accept_new_hosts=accept_new_hosts or None, halt_on_failures=parse_halt(halt_on_failures),
-        speculate=speculate)
+    with run_output(runs_dir, quiet=quiet, as_json=as_json) as progress:
+        result = api.run(
+            cls, files=files, split=split, partitioner=user_partitioner,
+            inventory=inventory, runs_dir=runs_dir, progress=progress, code=code,
+            timeout=timeout, max_retries=max_retries, max_living=max_living, slots=slots,
+            seed=seed, accept_new_hosts=accept_new_hosts or None,
+            halt_on_failures=parse_halt(halt_on_failures), speculate=speculate,
+            output=output, reducers=reducers, sort_memory=_size(sort_memory, "--sort-memory"),
+            overwrite=overwrite or None)
+    if report_path:
+        _write_report(result.run_dir, report_path, quiet)
     _report(result, as_json, quiet)
 
 
-def _report(result: Any, as_json: bool, quiet: bool) -> None:
-    from .jobs import JobState
+def _size(text: str | None, option: str) -> int | None:
+    from .partition import _parse_size
 
-    if not quiet:
-        failed = [j for j in result.jobs if j.state in (JobState.FAILED, JobState.UNKNOWN)]
-        for job in failed[:5]:
-            click.echo(f"sshmr: job {job.job} {job.state.value}: {job.error}", err=True)
-        if len(failed) > 5:
-            click.echo(f"sshmr: ... and {len(failed) - 5} more; see 'sshmr results "
-                       f"{result.run_id}'", err=True)
+    if text is None:
+        return None
+    size = _parse_size(text.strip())
+    if size is None:
+        raise ConfigError(f"{option} {text!r}: expected a size like 512M or 2G")
+    return size
+
+
+def _write_report(run_dir: str, path: str, quiet: bool) -> None:
+    """``run --report``: the run's outcome (and exit code) stands even if this fails."""
+    from .report import write_report
+
+    try:
+        write_report(run_dir, path)
+    except SshmrError as exc:
+        click.echo(f"sshmr: error: {exc} ('sshmr report {os.path.basename(run_dir)} -o FILE'"
+                   " writes it later)", err=True)
+    else:
+        if not quiet:
+            click.echo(f"sshmr: report written to {path}", err=True)
+
+
+def _report(result: Any, as_json: bool, quiet: bool) -> None:
+    bad = result.failed + result.unknown
+    if bad and not quiet:  # each was reported as it happened; say where to read them
+        click.echo(f"sshmr: {bad} job(s) failed or unknown: 'sshmr results --failed "
+                   f"{result.run_id}' lists them, 'sshmr show {result.run_id} JOB' shows one",
+                   err=True)
     if result.message and result.state == "no_hosts":
         click.echo(f"sshmr: error: {result.message}", err=True)
     elif result.message and not quiet:
@@ -145,62 +208,60 @@ def resume_cmd(run_id: str | None, inventory: str | None, runs_dir: str, as_json
     re-queued. Refused while another master holds the run.
     """
     from . import api
+    from .live import run_output
+    from .runs import find_run
 
-    def progress(line: str) -> None:
-        if not quiet:
-            click.echo(f"sshmr: {line}", err=True)
-
-    result = api.resume(run_id, runs_dir=runs_dir, inventory=inventory,
-                        accept_new_hosts=accept_new_hosts, progress=progress)
+    run_dir = find_run(runs_dir, run_id)
+    with run_output(runs_dir, quiet=quiet, as_json=as_json, run_dir=run_dir) as progress:
+        result = api.resume(run_id, runs_dir=runs_dir, inventory=inventory,
+                            accept_new_hosts=accept_new_hosts, progress=progress)
     _report(result, as_json, quiet)
 
 
 @main.command("status")
 @click.argument("run_id", required=False)
 @RUNS_DIR
-@click.option("--json", "as_json", is_flag=True)
-def status_cmd(run_id: str | None, runs_dir: str, as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object: counts, jobs/s, ETA, per-host figures.")
+@click.option("--watch", is_flag=True, help="Redraw the live view until the run ends.")
+def status_cmd(run_id: str | None, runs_dir: str, as_json: bool, watch: bool) -> None:
     """Progress of RUN_ID (default: the latest run), read-only, while it runs or after."""
+    from rich.console import Console
+
     from .journal import Journal
-    from .runs import find_run, run_state
+    from .live import current, render
+    from .live import watch as watch_run
+    from .progress import status_info
+    from .runs import find_run
 
     run_dir = find_run(runs_dir, run_id)
+    if watch and not as_json:
+        watch_run(run_dir)
+        return
     journal = Journal(run_dir, readonly=True)
     try:
-        meta = journal.meta()
-        counts = journal.counts()
+        fig = current(run_dir, journal)
         hosts = [dict(h) for h in journal.hosts()]
-        attempts = journal.attempt_count()
     finally:
         journal.close()
-    state = run_state(run_dir, meta.get("state"))
-    elapsed = meta.get("elapsed_s") or (time.time() - meta.get("created", time.time()))
-    info = {"run_id": meta.get("run_id"), "state": state, "jobs": sum(counts.values()),
-            "counts": counts, "attempts": attempts, "elapsed_s": round(elapsed, 3),
-            "hosts": hosts, "message": meta.get("message", "")}
     if as_json:
-        click.echo(json.dumps(info))
-        return
-    done = sum(v for k, v in counts.items() if k not in ("PENDING", "RUNNING"))
-    click.echo(f"run {info['run_id']} {state}: {done}/{info['jobs']} jobs done in "
-               f"{elapsed:.1f}s, {attempts} attempts")
-    click.echo("  " + ", ".join(f"{k.lower()} {v}" for k, v in counts.items()))
-    for h in hosts:
-        line = f"  host {h['name']}: {h['state']}"
-        if h.get("slots"):
-            line += f", {h['slots']} slots"
-        if h.get("error") and h["state"] != "up":
-            line += f" ({h['error']})"
-        click.echo(line)
-    if info["message"]:
-        click.echo(f"  {info['message']}")
+        click.echo(json.dumps(status_info(fig, hosts)))
+    else:
+        Console(highlight=False).print(render(fig))
 
 
 @main.command("results")
 @click.argument("run_id", required=False)
 @RUNS_DIR
-def results_cmd(run_id: str | None, runs_dir: str) -> None:
-    """Results of RUN_ID (default: the latest run): one JSON line per job, in job order."""
+@click.option("--failed", "only_failed", is_flag=True,
+              help="Only FAILED and UNKNOWN jobs (each line carries its error).")
+def results_cmd(run_id: str | None, runs_dir: str, only_failed: bool) -> None:
+    """Results of RUN_ID (default: the latest run): one JSON line per job, in job order.
+
+    A FAILED, UNKNOWN or CANCELLED job's line carries ``error``: its last attempt's error
+    (exception type and message) or the reason (timeout, worker_died, host_lost, ...).
+    """
+    from .jobs import JobState
     from .journal import Journal
     from .result import iter_job_results
     from .runs import find_run
@@ -209,9 +270,60 @@ def results_cmd(run_id: str | None, runs_dir: str) -> None:
     journal = Journal(run_dir, readonly=True)
     try:
         for job in iter_job_results(journal, run_dir):
-            click.echo(json.dumps(job.as_json()))
+            if not only_failed or job.state in (JobState.FAILED, JobState.UNKNOWN):
+                click.echo(json.dumps(job.as_json()))
     finally:
         journal.close()
+
+
+@main.command("show")
+@click.argument("args", nargs=-1, required=True, metavar="[RUN_ID] JOB")
+@RUNS_DIR
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+def show_cmd(args: tuple[str, ...], runs_dir: str, as_json: bool) -> None:
+    """One job whole: payload, state, result or error, and every attempt (host, slot,
+    start, duration, reason, exit code, error, traceback, stdout/stderr tails).
+
+    JOB alone is a job of the latest run.
+    """
+    from .journal import Journal
+    from .runs import find_run
+    from .show import format_job, job_detail
+
+    if len(args) > 2:
+        raise ConfigError(f"show takes [RUN_ID] JOB, got {len(args)} arguments; e.g. "
+                          "'sshmr show 7' or 'sshmr show RUN_ID 7'")
+    run_id, job = (None, args[0]) if len(args) == 1 else args
+    if not job.isdigit():
+        raise ConfigError(f"JOB must be a job number like 7, not {job!r} "
+                          "('sshmr results' lists the jobs)")
+    run_dir = find_run(runs_dir, run_id)
+    journal = Journal(run_dir, readonly=True)
+    try:
+        detail = job_detail(journal, run_dir, int(job))
+    finally:
+        journal.close()
+    click.echo(json.dumps(detail) if as_json else format_job(detail))
+
+
+@main.command("report")
+@click.argument("run_id", required=False)
+@RUNS_DIR
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="The HTML file to write. Default: report.html in the run's directory.")
+def report_cmd(run_id: str | None, runs_dir: str, output: str | None) -> None:
+    """Write the HTML report of RUN_ID (default: the latest run), while it runs or after.
+
+    One self-contained file (no script, nothing fetched): summary, policies, a timeline of
+    every attempt per host slot, per-host figures, runtimes and stragglers, and every
+    failed job's attempts.
+    """
+    from .report import write_report
+    from .runs import find_run
+
+    run_dir = find_run(runs_dir, run_id)
+    path = write_report(run_dir, output or os.path.join(run_dir, "report.html"))
+    click.echo(f"report of run {os.path.basename(run_dir)} written to {path}")
 
 
 @main.command("cancel")

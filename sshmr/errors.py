@@ -15,9 +15,12 @@
     │   └── RemoteSetupFailed       python3 missing, workdir not writable, agent died
     ├── NoHostsAvailable            exit 3: every host is down or quarantined
     ├── ResultError                 a result that cannot be read or fails its checksum
+    ├── JobFailed                   a job of a notebook call failed (``job``, ``item``,
+    │                               ``host``, ``error``; the remote traceback is its cause)
     ├── RunError                    a run directory problem
     │   ├── RunNotFound             no such run in the runs dir
-    │   └── RunLocked               another master holds the run's lock
+    │   ├── RunLocked               another master holds the run's lock
+    │   └── JobNotFound             no such job in the run (``sshmr show``)
     └── Cancelled                   exit 130: the run was interrupted or cancelled
 
 Messages are one line that names the thing and the fix. The CLI prints
@@ -89,6 +92,37 @@ class ResultError(SshmrError):
     """A result that cannot be read, decoded or verified."""
 
 
+class JobFailed(SshmrError):
+    """A job of a ``sshmr.notebook.Cluster`` call failed on every attempt.
+
+    Like ``concurrent.futures``, the remote traceback is attached as ``__cause__`` (a
+    :class:`RemoteTraceback`) and kept in ``remote_traceback``.
+    """
+
+    def __init__(self, job: int, item: object, host: object, error: str,
+                 remote_traceback: str = "", attempts: int = 0) -> None:
+        shown = repr(item)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        super().__init__(f"job {job} (item {shown}) failed on host {host}: {error}")
+        self.job, self.item, self.host, self.error = job, item, host, error
+        self.remote_traceback, self.attempts = remote_traceback, attempts
+
+    def __reduce__(self):  # picklable despite the keyword-rich __init__
+        return (type(self), (self.job, self.item, self.host, self.error,
+                             self.remote_traceback, self.attempts))
+
+
+class RemoteTraceback(Exception):
+    """The traceback of a job that raised on a host, as text (the cause of JobFailed)."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f"\n\"\"\"\n{self.tb.rstrip()}\n\"\"\""
+
+
 class RunError(SshmrError):
     """A problem with a run directory."""
 
@@ -101,6 +135,10 @@ class RunNotFound(RunError):
 
 class RunLocked(RunError):
     """Another master (run or resume) holds the run's lock."""
+
+
+class JobNotFound(RunError):
+    """The run has no job with that number."""
 
 
 class Cancelled(SshmrError):

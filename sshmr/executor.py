@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Optional
 
 
@@ -30,3 +31,17 @@ class JobExecutor:
         """Do one job's work and return its result."""
         name = type(self).__name__
         raise NotImplementedError(f"{name}.execute(self, payload) is not implemented")
+
+
+class ResultFile:
+    """Return ``ResultFile(path)`` from ``execute`` to make a file the job's result (bytes)
+    without reading it into memory: the worker moves it into the attempt's result and the
+    master streams it to the run directory, checksummed like any result."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+
+    def __repr__(self) -> str:
+        return "ResultFile(" + repr(self.path) + ")"

@@ -9,6 +9,12 @@ large results) off the master's thread. Every item posted carries the session's
 Items posted: ``(kind, host, generation, data)`` with kind ``connected`` (agent info),
 ``failed`` (an exception), ``msg`` (a protocol message), ``eof`` (why) or ``io`` (a
 callable's outcome).
+
+No agent is left behind by a race with the end of the run: a connection either lands
+before ``shutdown`` begins (then ``shutdown`` tells its agent to exit) or after (then
+the connecting thread tells it itself), decided under one lock; ``shutdown`` ends within
+``wait`` + 1 s, inside the master's bound; and a reconnection starts only once the lost
+connection is closed, so closing the old one can never cut the new one.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from .transport.base import AgentStream, Transport
 
 READY_TIMEOUT = 30.0
 CONNECT_PATIENCE = 3.0  # at shutdown, how long a connection in progress may take to land
+CLOSE_PATIENCE = 5.0  # a reconnection waits this long at most for the old connection to close
 
 
 class HostSession:
@@ -54,6 +61,10 @@ class HostSession:
         self._connected = threading.Event()  # no connection attempt is in flight
         self._connected.set()
         self._closing = False
+        self._cleanup = True  # what shutdown asks of an agent: remove the run dir too
+        self._landing = threading.Lock()  # a connection lands before shutdown begins, or not
+        self._closed = threading.Event()  # the lost connection is closed (set: none pending)
+        self._closed.set()
         self._io: queue.SimpleQueue[tuple[int, Callable[[], Any], Any] | None] | None = None
 
     # -------------------------------------------------------------- connecting
@@ -67,6 +78,7 @@ class HostSession:
                          name=f"sshmr-host-{self.name}").start()
 
     def _connect_and_read(self, gen: int) -> None:
+        self._closed.wait(CLOSE_PATIENCE)  # the lost connection's closer must not cut this one
         self._eof.clear()
         try:
             info = self._connect()
@@ -98,6 +110,7 @@ class HostSession:
             raise RemoteSetupFailed(self.name, "the run ended while connecting")
         config = dict(self.agent_config, run_dir=self.run_dir,
                       target=self.bundle.target_config(code_dir))
+        key = config.pop("result_key", None)  # sent over the channel, never in argv
         argv = [self.python, "-u", f"{code_dir}/{ENTRY}", json.dumps(config)]
         agent = t.start_agent(argv)
         first = self._first_line(agent)
@@ -113,11 +126,19 @@ class HostSession:
                 hint = f"; is {self.python!r} installed? set python: in the inventory"
             raise RemoteSetupFailed(self.name, f"the sshmr agent did not start (exit {status}):"
                                     f" {err or 'no output'}{hint}")
-        self.agent = agent
-        # The master's silence check reads last_heard as soon as alive is set, possibly
-        # before it has seen "connected": never let it see a stale (or zero) value.
-        self.last_heard = self.last_sent = time.monotonic()
-        self.alive = True
+        if key:  # before any "start": every worker forked gets it
+            agent.send(protocol.encode({"t": "key", "k": key.hex()}))
+        with self._landing:
+            landed = not self._closing
+            if landed:
+                self.agent = agent
+                # The master's silence check reads last_heard as soon as alive is set, possibly
+                # before it has seen "connected": never let it see a stale (or zero) value.
+                self.last_heard = self.last_sent = time.monotonic()
+                self.alive = True
+        if not landed:  # shutdown began meanwhile and does not know this agent: stop it here
+            self._stop_agent(agent, self._cleanup, READY_TIMEOUT / 3)
+            raise RemoteSetupFailed(self.name, "the run ended while connecting")
         return msg
 
     @staticmethod
@@ -209,32 +230,63 @@ class HostSession:
         self.generation += 1
         agent, self.agent = self.agent, None
         if agent is not None:
+            self._closed.clear()
             threading.Thread(target=self._close_quietly, args=(agent,), daemon=True).start()
 
     def _close_quietly(self, agent: AgentStream) -> None:
         try:
+            self.transport.close()  # the agent sees EOF (over SSH, closing this is enough)
+        finally:
+            self._closed.set()
+        try:
             agent.close()
         except Exception:  # noqa: BLE001 - the host is already gone
             pass
+
+    def _stop_agent(self, agent: AgentStream, cleanup: bool, wait: float) -> None:
+        """Tell ``agent`` to stop its workers and exit, wait for its EOF, disconnect."""
+        try:
+            agent.send(protocol.encode({"t": "exit", "cleanup": cleanup}))
+        except OSError:
+            pass
+
+        def drain() -> None:
+            while agent.recv():
+                pass
+
+        _bounded(drain, wait)
+        _bounded(agent.close, 1.0)
         self.transport.close()
 
     def shutdown(self, cleanup: bool, wait: float = 10.0) -> None:
-        """Ask the agent to stop every worker (and remove the run dir), then disconnect."""
-        self._closing = True
-        # A connection in flight: let it land (then its agent is told to clean up), but
-        # abort one that hangs, e.g. to a frozen host (what it left is for ``sshmr gc``).
-        if not self._connected.wait(CONNECT_PATIENCE):
+        """Ask the agent to stop every worker (and remove the run dir), then disconnect.
+
+        Returns within ``wait`` + 1 s, even for a host that hangs.
+        """
+        deadline = time.monotonic() + wait
+        with self._landing:
+            self._closing = True
+            self._cleanup = cleanup
+        # A connection in flight: let it land (then it stops its own agent, see _connect),
+        # but abort one that hangs, e.g. to a frozen host (what it left is for ``sshmr gc``).
+        if not self._connected.wait(min(CONNECT_PATIENCE, wait)):
             self.transport.close()
-            self._connected.wait(READY_TIMEOUT)
+            self._connected.wait(max(0.0, deadline - time.monotonic()))
         if self._io is not None:
             self._io.put(None)
         agent = self.agent
         if agent is not None and self.alive:
             self.send(protocol.encode({"t": "exit", "cleanup": cleanup}))
-            self._eof.wait(wait)  # the agent has stopped its workers and exited
-            closer = threading.Thread(target=agent.close, daemon=True)
-            closer.start()
-            closer.join(wait)
+            # the agent has stopped its workers and exited
+            self._eof.wait(max(0.0, deadline - time.monotonic()))
+            _bounded(agent.close, max(1.0, deadline - time.monotonic()))
         self.alive = False
         self.agent = None
         self.transport.close()
+
+
+def _bounded(fn: Callable[[], Any], timeout: float) -> None:
+    """Run ``fn`` on a daemon thread; give up waiting for it after ``timeout`` s."""
+    thread = threading.Thread(target=fn, daemon=True)
+    thread.start()
+    thread.join(timeout)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .jobs import AttemptState, JobState
-from .remote.protocol import write_atomic
+from .remote.protocol import fsync_path, write_atomic
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     state TEXT NOT NULL DEFAULT 'PENDING',
     launches INTEGER NOT NULL DEFAULT 0,
     result TEXT,                       -- JSON text of a json result
-    result_kind TEXT,                  -- 'json' or 'bytes'
+    result_kind TEXT,                  -- 'json', 'bytes' or 'pickle' (verified, function runs)
     result_file TEXT,                  -- file in the run dir for bytes / large results
     result_attempt INTEGER,
     reason TEXT,
@@ -138,11 +138,20 @@ class Journal:
              attempt),
         )
 
-    def commit_result(self, job: int, attempt: int, kind: str, data: bytes) -> None:
+    def staging_path(self, attempt: int) -> str:
+        """Where a large result is streamed before it is verified and committed."""
+        os.makedirs(os.path.join(self.run_dir, "results"), exist_ok=True)
+        return os.path.join(self.run_dir, "results", f".fetch-{attempt}")
+
+    def commit_result(self, job: int, attempt: int, kind: str, data: bytes | str) -> None:
         """The job's result: JSON text in the journal, or a file in the run dir for bytes
-        and large JSON (written and fsynced first, so the row never points at nothing)."""
+        and large JSON (written and fsynced first, so the row never points at nothing).
+        ``data`` is the result, or the path of a verified staged file (moved into place)."""
         text = file = None
-        if kind == "json" and len(data) <= LARGE_RESULT:
+        if isinstance(data, str):
+            file = f"results/{job}.bin"
+            _move_durably(data, os.path.join(self.run_dir, file))
+        elif kind == "json" and len(data) <= LARGE_RESULT:
             text = data.decode()
         else:
             file = f"results/{job}.{'json' if kind == 'json' else 'bin'}"
@@ -196,14 +205,15 @@ class Journal:
     def max_attempt_id(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(id), 0) FROM attempts").fetchone()[0]
 
-    def jobs(self) -> Iterator[sqlite3.Row]:
+    def jobs(self, only: int | None = None) -> Iterator[sqlite3.Row]:
+        """Every job (or just job ``only``) in job order, with its host and attempt count."""
         cur = self.db.cursor()
         cur.row_factory = sqlite3.Row
         yield from cur.execute(
             "SELECT j.*, (SELECT host FROM attempts a WHERE a.id = COALESCE(j.result_attempt,"
             " (SELECT MAX(id) FROM attempts b WHERE b.job = j.id))) AS host,"
             " (SELECT COUNT(*) FROM attempts c WHERE c.job = j.id) AS attempts"
-            " FROM jobs j ORDER BY j.id")
+            " FROM jobs j WHERE ? IS NULL OR j.id = ? ORDER BY j.id", (only, only))
 
     def attempts(self, job: int | None = None) -> list[sqlite3.Row]:
         cur = self.db.cursor()
@@ -231,3 +241,9 @@ class Journal:
             if self.db.in_transaction:
                 self.db.execute("COMMIT")
         self.db.close()
+
+
+def _move_durably(src: str, dest: str) -> None:
+    fsync_path(src)
+    os.replace(src, dest)
+    fsync_path(os.path.dirname(dest))

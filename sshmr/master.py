@@ -25,7 +25,7 @@ from . import scheduler as s
 from .config import RunConfig
 from .errors import HostError, HostKeyChanged, HostKeyUnknown, HostUnreachable
 from .hostsession import HostSession
-from .jobs import AttemptState, Reason
+from .jobs import AttemptState, JobState, Reason
 from .journal import Journal
 from .remote import protocol
 from .result import INPUT_FILE_KEY
@@ -42,8 +42,10 @@ STATUS_REASON = {
 class Master:
     def __init__(self, *, run_dir: str, journal: Journal, sessions: dict[str, HostSession],
                  scheduler: s.Scheduler, config: RunConfig, events: queue.SimpleQueue,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None,
+                 result_key: bytes | None = None) -> None:
         self.run_dir = run_dir
+        self.result_key = result_key  # function runs: pickled results must carry its HMAC
         self.journal = journal
         self.sessions = sessions
         self.sched = scheduler
@@ -52,16 +54,17 @@ class Master:
         self.progress = progress
         self.inflight: dict[int, tuple[str, int, int]] = {}  # attempt -> (host, slot, job)
         self.details: dict[int, dict[str, Any]] = {}
-        self.results: dict[int, tuple[str, bytes]] = {}
+        self.results: dict[int, tuple[str, bytes | str]] = {}  # bytes, or a staged file
         self.to_release: dict[str, list[int]] = defaultdict(list)
         self.reconnect_at: dict[str, float] = {}
         self.host_errors: dict[str, str] = {}
+        self._host_said: dict[str, str] = {}  # the host state last told to ``progress``
         self.finished: s.Finished | None = None
         self.interrupts = 0
         self._looping = False  # a second Ctrl-C forces only while the loop runs
         self._timeout_json = json.dumps(config.timeout)
         self._sync = "true" if config.max_retries == 0 else "false"
-        self._last = {"tick": 0.0, "flush": 0.0, "cancel": 0.0, "progress": time.monotonic()}
+        self._last = {"tick": 0.0, "flush": 0.0, "cancel": 0.0}
 
     # ------------------------------------------------------------------- loop
 
@@ -146,9 +149,6 @@ class Master:
         if self.journal.dirty and now - last["flush"] >= 0.05:
             last["flush"] = now
             self._flush()
-        if self.progress and now - last["progress"] >= 2.0:
-            last["progress"] = now
-            self.progress(self._progress_line())
 
     def _flush(self) -> None:
         self.journal.flush()
@@ -166,6 +166,7 @@ class Master:
         self.journal.host(session.name, "up", slots=slots, workdir=session.workdir)
         self.journal.event("host_up", f"{slots} slots, python {info.get('python')}",
                            host=session.name)
+        self._say_host(session.name, "up", f"host {session.name} up: {slots} slots")
         return [s.HostUp(session.name, slots)]
 
     def _on_failed(self, session: HostSession, exc: Exception) -> list[object]:
@@ -174,8 +175,7 @@ class Master:
         self.host_errors[session.name] = message
         self.journal.host(session.name, "failed" if fatal else "down", error=message)
         self.journal.event("host_failed", message, host=session.name)
-        if self.progress:
-            self.progress(f"host {message}")
+        self._say_host(session.name, "failed" if fatal else "down", f"host {message}")
         if isinstance(exc, (HostKeyChanged, HostKeyUnknown)):
             fatal = True
         return [s.HostDown(session.name, message, fatal=fatal)]
@@ -189,8 +189,7 @@ class Master:
         self.host_errors[session.name] = message
         self.journal.host(session.name, "down", error=message)
         self.journal.event("host_down", why, host=session.name)
-        if self.progress:
-            self.progress(f"host {message}")
+        self._say_host(session.name, "down", f"host {message}")
         return s.HostDown(session.name, why)
 
     def _on_io(self, session: HostSession, data: tuple) -> list[object]:
@@ -199,6 +198,8 @@ class Master:
             return []
         if isinstance(outcome, Exception):
             self.details.setdefault(attempt, {})["error"] = f"{what} failed: {outcome}"
+            if what == "fetch":
+                _drop_staged(self.journal.staging_path(attempt))
             return [s.AttemptFailed(attempt, Reason.SYSTEM if what == "push" else Reason.CORRUPT,
                                     slot_alive=True)]
         if what == "fetch":
@@ -244,14 +245,24 @@ class Master:
             if "rb" in msg:
                 return [self._verified(attempt, msg, base64.b64decode(msg["rb"]))]
             path = f"{protocol.attempt_dir(session.run_dir, attempt)}/{protocol.RESULT_FILE}"
-            session.io(lambda: (msg, session.transport.get_bytes(path)), ("fetch", attempt))
+            if msg.get("kind") == "bytes":  # streamed to a staging file: bounded memory
+                staged = self.journal.staging_path(attempt)
+                session.io(lambda: (msg, session.transport.get_file(path, staged) or staged),
+                           ("fetch", attempt))
+            else:
+                session.io(lambda: (msg, session.transport.get_bytes(path)), ("fetch", attempt))
             return []
         reason = STATUS_REASON.get(status, Reason.WORKER_DIED)
         return [s.AttemptFailed(attempt, reason, slot_alive=status in ("error", "system"))]
 
-    def _verified(self, attempt: int, meta: dict, data: bytes) -> object:
-        problem = protocol.check_result(meta, data)
+    def _verified(self, attempt: int, meta: dict, data: bytes | str) -> object:
+        """Check a result (bytes, or the path of a staged file) against its metadata."""
+        if isinstance(data, str):
+            problem = protocol.check_result_file(meta, data)
+        else:
+            problem = protocol.check_result(meta, data, self.result_key)
         if problem is not None:
+            _drop_staged(data)
             self.details.setdefault(attempt, {})["error"] = f"corrupt result: {problem}"
             return s.AttemptFailed(attempt, Reason.CORRUPT, slot_alive=True)
         self.results[attempt] = (meta["kind"], data)
@@ -281,11 +292,13 @@ class Master:
 
         def push() -> bytes:
             t.makedirs(adir)
-            if payload.startswith(FILE_PAYLOAD):
-                local = json.loads(payload)[INPUT_FILE_KEY]
+            if payload.startswith(FILE_PAYLOAD):  # an input file (+ other keys: MapReduce)
+                doc = json.loads(payload)
+                local = doc.pop(INPUT_FILE_KEY)
                 name = os.path.basename(local)
                 t.put_file(local, f"{adir}/{name}")
-                return f"{head},\"p\":{json.dumps({protocol.FILE_MARK: name})}}}\n".encode()
+                sent = json.dumps({protocol.FILE_MARK: name, **doc})
+                return f"{head},\"p\":{sent}}}\n".encode()
             t.put_bytes(payload.encode(), f"{adir}/{protocol.PAYLOAD_FILE}")
             return f"{head}}}\n".encode()
 
@@ -301,13 +314,13 @@ class Master:
         self._end(a.attempt_id, AttemptState.SUCCEEDED, None, release=True)
 
     def _do_Discard(self, a: s.Discard) -> None:
-        self.results.pop(a.attempt_id, None)
+        _drop_staged(self.results.pop(a.attempt_id, (None, None))[1])
         self.journal.event("discarded", "duplicate result: the job already has one",
                            job=a.job_id, attempt=a.attempt_id)
         self._end(a.attempt_id, AttemptState.DISCARDED, "duplicate", release=True)
 
     def _do_AttemptEnded(self, a: s.AttemptEnded) -> None:
-        self.results.pop(a.attempt_id, None)
+        _drop_staged(self.results.pop(a.attempt_id, (None, None))[1])
         if a.retry:
             self.journal.event("retry", a.reason.value, job=a.job_id, attempt=a.attempt_id)
         self._end(a.attempt_id, AttemptState.FAILED, a.reason.value,
@@ -321,6 +334,13 @@ class Master:
 
     def _do_GiveUp(self, a: s.GiveUp) -> None:
         self.journal.give_up(a.job_id, a.state, a.reason)
+        if self.progress and a.state is not JobState.CANCELLED:
+            host, error, n = self.journal.db.execute(
+                "SELECT host, COALESCE(error, reason), number FROM attempts WHERE job = ?"
+                " ORDER BY id DESC LIMIT 1", (a.job_id,)).fetchone() or (None, None, 0)
+            error = ((error or "").strip().splitlines() or [a.reason])[-1]
+            self.progress(f"job {a.job_id} {a.state.value}: {error} (host {host}, "
+                          f"{n} attempt{'s' if n != 1 else ''})")
 
     def _do_StartSlot(self, a: s.StartSlot) -> None:
         self.sessions[a.slot[0]].send(protocol.encode({"t": "start", "slot": a.slot[1]}))
@@ -335,8 +355,14 @@ class Master:
         error = self.host_errors.get(a.host, "")
         self.journal.host(a.host, "quarantined", error=f"{a.reason}; {error}".strip("; "))
         self.journal.event("quarantined", a.reason, host=a.host)
-        if self.progress:
-            self.progress(f"host {a.host} quarantined: {a.reason} {error}".rstrip())
+        self._say_host(a.host, "quarantined",
+                       f"host {a.host} quarantined: {a.reason} {error}".rstrip())
+
+    def _say_host(self, host: str, state: str, line: str) -> None:
+        """Tell the progress callback, once per change of the host's state."""
+        if self.progress and self._host_said.get(host) != state:
+            self._host_said[host] = state
+            self.progress(line)
 
     def _do_Finished(self, a: s.Finished) -> None:
         self.finished = a
@@ -352,13 +378,6 @@ class Master:
         for t in threads:
             t.join(15)
         self.journal.flush()
-
-    def _progress_line(self) -> str:
-        counts = self.journal.counts()
-        done = counts["SUCCEEDED"] + counts["FAILED"] + counts["UNKNOWN"] + counts["CANCELLED"]
-        total = sum(counts.values())
-        return (f"{done}/{total} jobs done, {self.sched.running} running, "
-                f"{counts['FAILED']} failed, {len(self.inflight)} in flight")
 
     def _install_signals(self) -> dict:
         if threading.current_thread() is not threading.main_thread():
@@ -377,3 +396,12 @@ class Master:
     def _restore_signals(old: dict) -> None:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+
+
+def _drop_staged(data: object) -> None:
+    """Remove a staged result file that will not be committed."""
+    if isinstance(data, str):
+        try:
+            os.unlink(data)
+        except OSError:
+            pass

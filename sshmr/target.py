@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,8 +29,9 @@ class Code:
     files: dict[str, bytes] = field(default_factory=dict)  # paths relative to the code root
 
 
-def load_target(spec: str, base: type, what: str = "TARGET") -> tuple[type, Code]:
-    """Import ``spec`` and check it names a subclass of ``base``."""
+def load_target(spec: str, base: type, what: str = "TARGET",
+                accept: Callable[[type], bool] | None = None) -> tuple[type, Code]:
+    """Import ``spec`` and check it names a subclass of ``base`` (or a class ``accept``s)."""
     if ":" not in spec:
         raise TargetError(
             f"{what} {spec!r}: expected path/to/file.py:Class or package.module:Class")
@@ -41,7 +43,7 @@ def load_target(spec: str, base: type, what: str = "TARGET") -> tuple[type, Code
     cls = getattr(module, cls_name, None)
     if cls is None:
         raise TargetError(f"{what} {spec!r}: {where} has no attribute {cls_name!r}")
-    if not (isinstance(cls, type) and issubclass(cls, base)):
+    if not (isinstance(cls, type) and (issubclass(cls, base) or (accept and accept(cls)))):
         raise TargetError(f"{what} {spec!r}: {cls_name} is not a subclass of sshmr.{base.__name__}")
     return cls, Code(code.module, cls_name, code.files)
 

@@ -4,9 +4,16 @@ It forks one :class:`Worker` per slot (each in its own session), routes ``run`` 
 to them, enforces each attempt's timeout and each worker's ``max_living`` with its own
 clock, kills a worker's whole process group (TERM, then KILL after a grace, then any
 process still carrying the worker's token in its environment or its process name), sends
-heartbeats and watches the master's. If it loses the master (EOF or no heartbeat for
-``master_grace``) it starts no new job, lets running ones finish within their limits
-(their results are committed to disk) and exits. Nothing it starts outlives it.
+heartbeats and watches the master's. If it loses the master (EOF, a write that cannot
+complete, or no heartbeat for ``master_grace``) it starts no new worker and no new job,
+kills idle workers (also those still in ``setup()``), lets running jobs finish within
+their limits (their results are committed to disk; ``SIGALRM`` bounds the wait) and exits.
+
+Nothing it starts outlives it, by construction rather than by timing (see ``procs``):
+every kill goes to the worker's pid as well as its group (a worker not yet in its own
+session is hit too, so reaping never blocks); a worker holds no other worker's pipe and
+is killed by the kernel when the agent dies; it arms its ``max_living`` alarm first thing
+after the fork.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import importlib
 import json
 import os
 import pickle
+import select
 import selectors
 import shutil
 import signal
@@ -26,11 +34,8 @@ import traceback
 import uuid
 from typing import Any, Dict, List, Optional
 
-from . import protocol
-from .worker import Worker
-
-TOKEN_ENV = "SSHMR_WORKER_TOKEN"
-COMM_PREFIX = "sshmr-w"  # + 8 hex digits of the token: a worker's process name (15 chars)
+from . import procs, protocol
+from .worker import ALARM_MARGIN, Worker
 
 
 class _Slot:
@@ -69,6 +74,7 @@ class Agent:
         self.exiting = False
         self.last_heard = self.last_sent = time.monotonic()
         self.executor = None
+        self.result_key: Optional[bytes] = None  # function runs: signs pickled results
 
     # ------------------------------------------------------------------ main loop
 
@@ -81,9 +87,10 @@ class Agent:
         os.dup2(log, 2)
         os.close(log)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, self._on_term)
-        signal.signal(signal.SIGINT, self._on_term)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
+            signal.signal(sig, self._on_term)
         os.set_blocking(0, False)
+        os.set_blocking(self.out_fd, False)  # a master that stops reading is lost, see _write
         self.sel.register(0, selectors.EVENT_READ, None)
         self._send({"t": "ready", "pid": os.getpid(), "v": protocol.PROTOCOL_VERSION,
                     "cpus": os.cpu_count() or 1, "python": sys.version.split()[0]})
@@ -163,7 +170,8 @@ class Agent:
         kind = msg["t"]
         if kind == "run":
             s = self.slots.get(msg["slot"])
-            if s is None or not s.up or s.attempt is not None or s.kill_reason:
+            if (s is None or not s.up or s.attempt is not None or s.kill_reason
+                or self.master_lost or self.exiting):
                 self._send({"t": "done", "a": msg["a"], "status": "worker_died",
                             "error": "slot %s has no idle worker" % msg["slot"]})
                 return
@@ -171,13 +179,15 @@ class Agent:
             timeout = msg.get("timeout")
             s.deadline = time.monotonic() + timeout if timeout else float("inf")
             try:
-                self._write(s.wfd, protocol.encode(msg))
+                _write(s.wfd, protocol.encode(msg))
             except OSError:
                 self._kill(s, "worker_died")
                 return
             self._send({"t": "ack", "a": msg["a"]})
         elif kind == "start":
             self._start(msg["slot"])
+        elif kind == "key":
+            self.result_key = bytes.fromhex(msg["k"])
         elif kind == "kill":
             for s in self.slots.values():
                 if s.attempt == msg["a"] and s.kill_reason is None:
@@ -196,22 +206,30 @@ class Agent:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _lose_master(self) -> None:
-        """No new jobs; running ones finish within their limits; then exit."""
+        """No new workers or jobs; running jobs finish within their limits; then exit.
+
+        No worker can appear later (``_start`` refuses), so the alarm set here bounds the
+        agent's life: at the latest running job's deadline or max_living, plus the kill
+        grace, ``_on_term`` kills everything and exits.
+        """
         if self.master_lost:
             return
         self.master_lost = True
         for s in self.slots.values():
             if s.pid and s.attempt is None and s.kill_reason is None:
                 self._kill(s, "retired")
-        longest = max([s.expires for s in self.slots.values() if s.pid] + [time.monotonic()])
+        now = time.monotonic()
+        ends = [min(s.deadline, s.expires) if s.kill_reason is None else now
+                for s in self.slots.values() if s.pid]  # killed ones go within kill_grace
+        longest = max(ends + [now])
         if longest != float("inf"):
-            signal.alarm(int(longest - time.monotonic() + 2 * self.kill_grace + 5))
+            signal.alarm(max(1, int(longest - now + 2 * self.kill_grace + ALARM_MARGIN)))
 
     # ---------------------------------------------------------------- the workers
 
     def _start(self, index: int) -> None:
         old = self.slots.get(index)
-        if old is not None and old.pid:
+        if (old is not None and old.pid) or self.master_lost or self.exiting:
             return
         if self.executor is None:
             try:
@@ -225,23 +243,28 @@ class Agent:
         to_worker_r, to_worker_w = os.pipe()
         from_worker_r, from_worker_w = os.pipe()
         s.token = uuid.uuid4().hex
+        agent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
+                    signal.signal(sig, signal.SIG_DFL)
+                if self.max_living:  # the backstop covers the worker from its first moment
+                    signal.alarm(max(1, int(float(self.max_living) + ALARM_MARGIN)))
                 os.setsid()
-                os.close(to_worker_w)
-                os.close(from_worker_r)
-                os.close(self.out_fd)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                os.environ[TOKEN_ENV] = s.token  # seen in /proc only by exec'd children
-                _set_name(_comm_name(s.token))  # inherited by forked ones (double forks)
+                procs.die_with_parent(agent)
+                # Hold no pipe but our own: a worker sees EOF as soon as its agent is gone.
+                procs.close_quietly(to_worker_w, from_worker_r, self.out_fd,
+                                    getattr(self.sel, "fileno", lambda: -1)(),
+                                    *[fd for o in self.slots.values() for fd in (o.rfd, o.wfd)])
+                os.environ[procs.TOKEN_ENV] = s.token  # seen in /proc by exec'd children
+                procs.set_name(procs.comm_name(s.token))  # inherited by forked ones
                 devnull = os.open(os.devnull, os.O_RDONLY)
                 os.dup2(devnull, 0)
                 Worker(self.executor, self.max_living, run_dir=self.run_dir,
-                       inline_limit=int(self.cfg.get("inline_limit", 65536))
-                       ).serve(to_worker_r, from_worker_w)
+                       inline_limit=int(self.cfg.get("inline_limit", 65536)),
+                       result_key=self.result_key).serve(to_worker_r, from_worker_w)
                 code = 0
             finally:
                 os._exit(code)
@@ -296,20 +319,14 @@ class Agent:
         s.kill_reason = reason
         s.kill_at = time.monotonic() + self.kill_grace
         s.up = False
-        try:
-            os.killpg(s.pid, signal.SIGTERM if reason != "retired" else signal.SIGKILL)
-        except OSError:
-            pass
+        procs.signal_worker(s.pid, signal.SIGTERM if reason != "retired" else signal.SIGKILL)
         if reason == "retired":
             self._close_pipe(s)
 
     def _hard_kill(self, s: _Slot) -> None:
         s.kill_at = float("inf")
-        try:
-            os.killpg(s.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        _kill_by_token(s.token)
+        procs.signal_worker(s.pid, signal.SIGKILL)
+        procs.kill_by_token(s.token)
 
     def _close_pipe(self, s: _Slot) -> None:
         if s.wfd >= 0:
@@ -320,20 +337,18 @@ class Agent:
         """The worker's pipe closed: it is dead or dying. Collect it, then report."""
         self.sel.unregister(s.rfd)
         os.close(s.rfd)
+        s.rfd = -1
         self._close_pipe(s)
-        try:
-            os.killpg(s.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        _, status = os.waitpid(s.pid, 0)
-        _kill_by_token(s.token)
+        procs.signal_worker(s.pid, signal.SIGKILL)  # the pid too: waitpid cannot block
+        code = procs.exit_code(os.waitpid(s.pid, 0)[1])
+        procs.kill_by_token(s.token)
         reason = s.kill_reason or "worker_died"
         if s.attempt is not None:
             adir = protocol.attempt_dir(self.run_dir, s.attempt)
-            self._send({"t": "done", "a": s.attempt, "status": reason, "exit": _exit_code(status),
+            self._send({"t": "done", "a": s.attempt, "status": reason, "exit": code,
                         "out": protocol.read_tail(os.path.join(adir, "stdout")),
                         "err": protocol.read_tail(os.path.join(adir, "stderr"))})
-        self._send({"t": "down", "slot": s.index, "reason": reason, "exit": _exit_code(status),
+        self._send({"t": "down", "slot": s.index, "reason": reason, "exit": code,
                     "error": s.error, "tb": s.tb})
         s.pid = 0
         s.attempt = None
@@ -346,8 +361,17 @@ class Agent:
                 self._reap(s)
 
     def _on_term(self, signum: int, frame: Any) -> None:
-        self._kill_all("exit")
-        os._exit(0)
+        """SIGTERM/SIGINT, or the SIGALRM backstop: kill every worker, exit at once.
+
+        Never blocks and never re-enters ``_reap`` (the main loop may be inside it).
+        """
+        try:
+            for s in list(self.slots.values()):
+                if s.pid:
+                    procs.signal_worker(s.pid, signal.SIGKILL)
+                    procs.kill_by_token(s.token)
+        finally:
+            os._exit(0)
 
     # ---------------------------------------------------------------- output
 
@@ -356,67 +380,21 @@ class Agent:
         if self.master_lost:
             return
         try:
-            self._write(self.out_fd, protocol.encode(msg))
+            _write(self.out_fd, protocol.encode(msg), self.master_grace)
         except OSError:
             self._lose_master()
 
-    @staticmethod
-    def _write(fd: int, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(fd, view):]
-            except BlockingIOError:
-                time.sleep(0.001)
 
-
-def _exit_code(status: int) -> int:
-    if os.WIFSIGNALED(status):
-        return -os.WTERMSIG(status)
-    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
-
-
-def _comm_name(token: str) -> str:
-    return COMM_PREFIX + token[:8]
-
-
-def _set_name(name: str) -> None:
-    try:
-        with open("/proc/self/comm", "w") as f:
-            f.write(name)
-    except OSError:
-        pass
-
-
-def _kill_by_token(token: str) -> List[int]:
-    """SIGKILL processes that escaped the process group but still carry the token (Linux).
-
-    An exec'd descendant carries it in its environment. A forked one (a double fork that
-    never execs) does not: /proc shows the environment of the last exec, the agent's; it
-    carries the worker's process name instead.
-    """
-    killed = []
-    if not token or not os.path.isdir("/proc"):
-        return killed
-    needle = ("%s=%s" % (TOKEN_ENV, token)).encode()
-    comm = _comm_name(token).encode()
-    me = os.getpid()
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me:
-            continue
+def _write(fd: int, data: bytes, patience: Optional[float] = None) -> None:
+    """Write all of ``data``; on a non-blocking ``fd``, raise TimeoutError (an OSError)
+    when the reader takes no byte for ``patience`` seconds (a frozen master)."""
+    view = memoryview(data)
+    while view:
         try:
-            with open("/proc/%s/comm" % name, "rb") as f:
-                marked = f.read().rstrip(b"\n") == comm
-            if not marked:
-                with open("/proc/%s/environ" % name, "rb") as f:
-                    marked = needle in f.read().split(b"\0")
-            if marked:
-                os.kill(int(name), signal.SIGKILL)
-                killed.append(int(name))
-        except OSError as exc:
-            if exc.errno not in (errno.ENOENT, errno.EACCES, errno.ESRCH, errno.EPERM):
-                raise
-    return killed
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            if not select.select([], [fd], [], patience)[1]:
+                raise TimeoutError(errno.ETIMEDOUT, "the master reads nothing") from None
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -1,10 +1,10 @@
 """The wire and disk formats shared by the master and the remote runtime (stdlib only).
 
 Control channel: one JSON object per line, both ways, over the agent's stdin/stdout.
-Every message has ``t`` (its type). Master -> agent: ``start`` (fork slot's worker),
-``run`` (an attempt), ``kill``, ``retire``, ``release`` (attempt dirs may go),
-``hb``, ``exit``. Agent -> master: ``ready``, ``up``/``down`` (a slot's worker), ``ack``,
-``done`` (an attempt ended, with status), ``hb``, ``log``.
+Every message has ``t`` (its type). Master -> agent: ``key`` (function runs' HMAC key),
+``start`` (fork slot's worker), ``run`` (an attempt), ``kill``, ``retire``, ``release``
+(attempt dirs may go), ``hb``, ``exit``. Agent -> master: ``ready``, ``up``/``down`` (a
+slot's worker), ``ack``, ``done`` (an attempt ended, with status), ``hb``, ``log``.
 
 Remote disk, under the host's workdir (0700)::
 
@@ -15,11 +15,17 @@ Remote disk, under the host's workdir (0700)::
 A result is written to ``result.tmp``, fsynced when asked, renamed to ``result``; then
 ``done.json`` (status, kind, sha256, size, error) is written the same way. A result is
 taken only if its sha256 matches, so a torn or altered file is never accepted.
+
+Function runs (``sshmr.notebook``) may return results that JSON cannot carry exactly: the
+worker pickles those (kind ``pickle``) and signs them with the run's HMAC key, which the
+master sends as the first message on the channel (``key``), never on a command line or in a
+file. The master verifies the signature before it unpickles anything.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 from typing import Any, Dict, Optional
@@ -65,11 +71,45 @@ def write_atomic(path: str, data: bytes, sync: bool) -> None:
         os.close(fd)
     os.replace(tmp, path)
     if sync:
-        dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        fsync_path(os.path.dirname(path) or ".")
+
+
+def fsync_path(path: str) -> None:
+    """fsync a file's data, or a directory's entries, by path."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: str) -> tuple[str, int]:
+    """(sha256 hex, size) of a file, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def move_result_file(src: str, dest: str, sync: bool) -> tuple[str, int]:
+    """Make the file ``src`` the result at ``dest`` (renamed, or copied across file
+    systems); fsync when ``sync``. Returns its (sha256, size)."""
+    digest, size = sha256_file(src)
+    try:
+        os.replace(src, dest)
+    except OSError:  # another file system: copy through a temp file + rename
+        import shutil
+
+        shutil.copyfile(src, dest + ".tmp")
+        os.replace(dest + ".tmp", dest)
+        os.unlink(src)
+    if sync:
+        fsync_path(dest)
+        fsync_path(os.path.dirname(dest) or ".")
+    return digest, size
 
 
 def read_tail(path: str, limit: int = TAIL_BYTES) -> str:
@@ -86,9 +126,59 @@ def read_tail(path: str, limit: int = TAIL_BYTES) -> str:
     return ("[... %d bytes before]\n" % (size - limit) + text) if size > limit else text
 
 
-def check_result(meta: Dict[str, Any], data: bytes) -> Optional[str]:
-    """None if ``data`` is the result described by ``meta`` (size, sha256, and valid JSON
-    for a json result), else why not. Results are data: nothing here unpickles or runs."""
+def sign_result(key: bytes, attempt_id: int, data: bytes) -> str:
+    """The HMAC-SHA256 of a pickled result under the run's key, bound to its attempt."""
+    mac = hmac.new(key, b"sshmr-result:%d:" % attempt_id, hashlib.sha256)
+    mac.update(data)
+    return mac.hexdigest()
+
+
+def is_plain_json(value: Any) -> bool:
+    """True if ``value`` survives a JSON round trip unchanged: exactly dict (str keys), list,
+    str, int, bool, None and finite floats, without shared or cyclic containers."""
+    stack = [value]
+    seen = set()
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is str or t is int or t is bool or v is None:
+            continue
+        if t is float:
+            if v != v or v in (float("inf"), float("-inf")):
+                return False
+            continue
+        if t is not list and t is not dict:
+            return False
+        if id(v) in seen:
+            return False
+        seen.add(id(v))
+        if t is dict:
+            if any(type(k) is not str for k in v):
+                return False
+            stack.extend(v.values())
+        else:
+            stack.extend(v)
+    return True
+
+
+def check_result_file(meta: Dict[str, Any], path: str) -> Optional[str]:
+    """``check_result`` for a bytes result streamed to the file ``path``."""
+    if meta.get("kind") != "bytes":
+        return "only bytes results are streamed, not %r" % (meta.get("kind"),)
+    digest, size = sha256_file(path)
+    if size != meta.get("size"):
+        return "result is %d bytes, expected %s" % (size, meta.get("size"))
+    if digest != meta.get("sha"):
+        return "result checksum mismatch"
+    return None
+
+
+def check_result(
+    meta: Dict[str, Any], data: bytes, key: Optional[bytes] = None
+) -> Optional[str]:
+    """None if ``data`` is the result described by ``meta`` (size, sha256, valid JSON for a
+    json result, for a pickle result a signature made with ``key``), else why not. Nothing
+    here unpickles or runs; without ``key`` no pickle result is accepted."""
     if len(data) != meta.get("size"):
         return "result is %d bytes, expected %s" % (len(data), meta.get("size"))
     if sha256(data) != meta.get("sha"):
@@ -98,6 +188,14 @@ def check_result(meta: Dict[str, Any], data: bytes) -> Optional[str]:
             json.loads(data)
         except ValueError:
             return "result is not valid JSON"
+    elif meta.get("kind") == "pickle":
+        attempt, sig = meta.get("a"), meta.get("sig")
+        if key is None:
+            return "a pickled result, but this run accepts none (only function runs do)"
+        if not isinstance(attempt, int) or not isinstance(sig, str):
+            return "pickled result without a signature"
+        if not hmac.compare_digest(sig, sign_result(key, attempt, data)):
+            return "pickled result's signature does not match this run's key"
     elif meta.get("kind") != "bytes":
         return "unknown result kind %r" % (meta.get("kind"),)
     return None

@@ -6,6 +6,8 @@ once, then reads ``run`` messages from a pipe, runs ``execute(payload)`` in-proc
 commits each result to the attempt directory before answering ``done``. A job that
 raises is reported with its traceback and the worker carries on with the next job.
 Its stdout/stderr go to the attempt's files, never to the control channel.
+Given the run's ``result_key`` (function runs), a result JSON cannot carry exactly is
+pickled (cloudpickle when the bundle has it) and signed with that key.
 ``max_living`` is enforced by the kernel too: ``SIGALRM`` ends the process even if
 both the agent and the master are gone.
 """
@@ -15,13 +17,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+import pickle
 import signal
 import sys
 import time
 import traceback
 from typing import Any, Dict, Optional
 
-from ..executor import JobExecutor
+from ..executor import JobExecutor, ResultFile
 from . import protocol
 
 ALARM_MARGIN = 5.0
@@ -37,11 +40,13 @@ class Worker:
         *,
         run_dir: str = ".",
         inline_limit: int = 65536,
+        result_key: Optional[bytes] = None,
     ) -> None:
         self.executor = executor
         self.max_living = max_living
         self.run_dir = run_dir
         self.inline_limit = inline_limit
+        self.result_key = result_key
 
     # ---------------------------------------------------------------- serving
 
@@ -70,24 +75,32 @@ class Worker:
         started = time.time()
         meta: Dict[str, Any] = {"t": "done", "a": attempt_id, "status": "ok"}
         data = b""
+        result_file = None  # execute() returned a ResultFile: its path
         try:
             payload = self._payload(msg, adir)
         except Exception as exc:  # noqa: BLE001
             meta.update(status="system", error="cannot read payload: " + _describe(exc))
         else:
             result, meta = self._execute(payload, adir, meta)
-            if meta["status"] == "ok":
+            if meta["status"] == "ok" and isinstance(result, ResultFile):
+                result_file, meta["kind"] = result.path, "bytes"
+            elif meta["status"] == "ok":
                 try:
-                    data, meta["kind"] = _serialise(result)
-                except (TypeError, ValueError) as exc:
-                    meta.update(
-                        status="error",
-                        error="the result of execute() is not JSON-serialisable (%s); return"
-                        " dicts, lists, str, numbers, None or bytes" % exc,
-                    )
+                    data, meta["kind"] = _serialise(result, self.result_key)
+                except Exception as exc:  # noqa: BLE001 - the job's failure, with the reason
+                    meta.update(status="error", error=_unserialisable(exc, self.result_key))
+                else:
+                    if meta["kind"] == "pickle":
+                        meta["sig"] = protocol.sign_result(self.result_key, attempt_id, data)
         meta["dur"] = round(time.time() - started, 6)
         try:
-            if meta["status"] == "ok":
+            if meta["status"] == "ok" and result_file is not None:
+                meta["sha"], meta["size"] = protocol.move_result_file(
+                    result_file, os.path.join(adir, protocol.RESULT_FILE), sync)
+                if meta["size"] <= self.inline_limit:
+                    with open(os.path.join(adir, protocol.RESULT_FILE), "rb") as f:
+                        data = f.read()
+            elif meta["status"] == "ok":
                 meta["sha"] = protocol.sha256(data)
                 meta["size"] = len(data)
                 protocol.write_atomic(os.path.join(adir, protocol.RESULT_FILE), data, sync)
@@ -97,7 +110,7 @@ class Worker:
         except OSError as exc:
             meta = {"t": "done", "a": attempt_id, "status": "system",
                     "error": "cannot commit the result on the host: %s" % exc}
-        if meta["status"] == "ok" and len(data) <= self.inline_limit:
+        if meta["status"] == "ok" and meta["size"] <= self.inline_limit:
             if meta["kind"] == "json":
                 meta["r"] = data.decode()
             else:
@@ -114,8 +127,9 @@ class Worker:
         else:
             with open(os.path.join(adir, protocol.PAYLOAD_FILE), "rb") as f:
                 payload = json.loads(f.read())
-        if isinstance(payload, dict) and list(payload) == [protocol.FILE_MARK]:
-            return os.path.join(adir, payload[protocol.FILE_MARK])
+        if isinstance(payload, dict) and protocol.FILE_MARK in payload:
+            path = os.path.join(adir, payload.pop(protocol.FILE_MARK))
+            return dict(payload, file=path) if payload else path  # extra keys: MapReduce
         return payload
 
     def _execute(self, payload: Any, adir: str, meta: Dict[str, Any]):
@@ -150,10 +164,23 @@ class Worker:
             data = data[os.write(wfd, data):]
 
 
-def _serialise(result: Any):
+def _serialise(result: Any, key: Optional[bytes] = None):
     if isinstance(result, (bytes, bytearray, memoryview)):
         return bytes(result), "bytes"
+    if key is not None and not protocol.is_plain_json(result):
+        try:
+            import cloudpickle  # shipped in the bundle of function runs
+        except ImportError:
+            return pickle.dumps(result), "pickle"
+        return cloudpickle.dumps(result), "pickle"
     return json.dumps(result, allow_nan=False).encode(), "json"
+
+
+def _unserialisable(exc: Exception, key: Optional[bytes]) -> str:
+    if key is not None:
+        return "the result cannot be pickled (%s); return picklable values" % _describe(exc)
+    return ("the result of execute() is not JSON-serialisable (%s); return dicts, lists, str,"
+            " numbers, None or bytes" % exc)
 
 
 def _describe(exc: BaseException) -> str:

@@ -59,6 +59,11 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def get_bytes(self, path: str) -> bytes: ...
 
+    def get_file(self, path: str, local_path: str) -> None:
+        """Copy the host's file ``path`` to ``local_path``, streamed (bounded memory)."""
+        with open(local_path, "wb") as f:
+            f.write(self.get_bytes(path))
+
     @abc.abstractmethod
     def exists(self, path: str) -> bool: ...
 

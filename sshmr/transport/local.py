@@ -83,6 +83,9 @@ class LocalTransport(Transport):
         with open(path, "rb") as f:
             return f.read()
 
+    def get_file(self, path: str, local_path: str) -> None:
+        shutil.copyfile(path, local_path)
+
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
 

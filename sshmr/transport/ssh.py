@@ -310,6 +310,9 @@ class SshTransport(Transport):
                 f.prefetch()
                 return f.read()
 
+    def get_file(self, path: str, local_path: str) -> None:
+        self._call("get", path, local_path)  # paramiko prefetches: many requests in flight
+
     def exists(self, path: str) -> bool:
         try:
             self._call("stat", path)

@@ -82,7 +82,10 @@ def test_check_result_rejects_missing_metadata_bad_json_and_unknown_kinds(evil):
     assert check_result({k: v for k, v in meta.items() if k != "size"}, GOOD) is not None
     assert check_result(_meta(b"{not json"), b"{not json") == "result is not valid JSON"
     assert check_result(_meta(pickled), pickled) == "result is not valid JSON"
-    assert "unknown result kind" in check_result(_meta(pickled, "pickle"), pickled)
+    # only a function run (it has a result key) accepts a pickle, and only signed with it
+    assert "accepts none" in check_result(_meta(pickled, "pickle"), pickled)
+    assert "without a signature" in check_result(_meta(pickled, "pickle"), pickled, b"k" * 32)
+    assert "unknown result kind" in check_result(_meta(pickled, "marshal"), pickled)
     assert check_result(_meta(pickled, "bytes"), pickled) is None  # opaque bytes: fine
     assert not marker.exists()
 

@@ -1,0 +1,129 @@
+"""The MapReduce segment file: sorted record runs plus a trailer (standard library only).
+
+Map outputs, reduce inputs and reduce outputs all have this one format::
+
+    <segment 0><segment 1>...<segment n-1><trailer JSON><16 ASCII digits: trailer length>
+
+A segment is a run of records, one per line: ``json(key) TAB json(value) LF`` (compact
+JSON, UTF-8, no ASCII escaping), sorted by the key's encoding. JSON never contains a raw
+tab or newline, so a record splits at its first tab. The trailer (``{"parts": [[offset,
+length], ...], "counters": {...}, ...}``) says where each segment is. Writers write to a
+temp name and rename, so a segment file is whole or absent. Shipped to hosts (3.8+).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any, BinaryIO, Dict, Iterator, List, Tuple
+
+TRAILER_DIGITS = 16
+COPY_CHUNK = 1 << 20
+
+
+def write_trailer(f: BinaryIO, info: Dict[str, Any]) -> None:
+    data = json.dumps(info, separators=(",", ":")).encode()
+    f.write(data)
+    f.write(b"%016d" % len(data))
+
+
+def read_trailer(path: str) -> Dict[str, Any]:
+    """The trailer of a segment file (raises ValueError if it has none)."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        if size < TRAILER_DIGITS:
+            raise ValueError("%s is not a segment file (%d bytes)" % (path, size))
+        f.seek(size - TRAILER_DIGITS)
+        digits = f.read(TRAILER_DIGITS)
+        if not digits.isdigit() or int(digits) > size - TRAILER_DIGITS:
+            raise ValueError("%s has no segment trailer" % path)
+        length = int(digits)
+        f.seek(size - TRAILER_DIGITS - length)
+        info = json.loads(f.read(length))
+    info["data_end"] = size - TRAILER_DIGITS - length
+    return info
+
+
+def iter_records(path: str, offset: int, length: int) -> Iterator[bytes]:
+    """The lines (newline kept) of the ``length`` bytes at ``offset`` of ``path``."""
+    with open(path, "rb", buffering=COPY_CHUNK) as f:
+        f.seek(offset)
+        left = length
+        while left > 0:
+            line = f.readline(left)
+            if not line:
+                raise ValueError("%s ends inside a segment" % path)
+            left -= len(line)
+            yield line
+
+
+def copy_range(src: str, dst: BinaryIO, offset: int, length: int) -> None:
+    """Append ``length`` bytes of ``src`` at ``offset`` to the open file ``dst``."""
+    with open(src, "rb") as f:
+        f.seek(offset)
+        left = length
+        while left > 0:
+            chunk = f.read(min(COPY_CHUNK, left))
+            if not chunk:
+                raise ValueError("%s is shorter than its trailer says" % src)
+            dst.write(chunk)
+            left -= len(chunk)
+
+
+def concat_segments(sources: List[Tuple[str, int, int]], dest: str,
+                    info: Dict[str, Any]) -> None:
+    """Write ``dest`` as a segment file whose parts are the given (file, offset, length)
+    ranges, in order (empty ranges are dropped); ``info`` joins the trailer."""
+    tmp = dest + ".tmp"
+    parts = []
+    with open(tmp, "wb") as out:
+        for path, offset, length in sources:
+            if length <= 0:
+                continue
+            parts.append([out.tell(), length])
+            copy_range(path, out, offset, length)
+        write_trailer(out, dict(info, parts=parts))
+    os.replace(tmp, dest)
+
+
+def copy_data(src: str, dest: str) -> None:
+    """Copy the records of segment file ``src`` (without its trailer) to ``dest``,
+    through a temp name, fsynced: an output part appears whole or not at all."""
+    end = read_trailer(src)["data_end"]
+    tmp = os.path.join(os.path.dirname(dest), "." + os.path.basename(dest) + ".tmp")
+    with open(tmp, "wb") as out:
+        copy_range(src, out, 0, end)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, dest)
+
+
+def copy_lines(src: str, dest: str) -> None:
+    """Like ``copy_data``, for records that are lines (``MapReduce.output_lines``): each
+    ``json(key)<TAB>json(rest)`` record is written as the line ``bytes.fromhex(key)<TAB>rest``
+    (the key's bytes alone when ``rest`` is null), ``rest`` one byte per character."""
+    end = read_trailer(src)["data_end"]
+    tmp = os.path.join(os.path.dirname(dest), "." + os.path.basename(dest) + ".tmp")
+    loads = json.loads
+    with open(tmp, "wb", buffering=COPY_CHUNK) as out:
+        for record in iter_records(src, 0, end):
+            tab = record.index(b"\t")
+            text, rest = loads(record[:tab]), loads(record[tab + 1:])
+            line = bytes.fromhex(text)
+            out.write(line + b"\n" if rest is None else
+                      line + b"\t" + rest.encode("latin-1") + b"\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, dest)
+
+
+def remove_quietly(path: str) -> None:
+    try:
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,263 @@
+"""One MapReduce task on a worker: read its input, run the user's functions, write a
+segment file (standard library only; shipped to hosts).
+
+A task's payload (built by ``sshmr.mrdriver``) is ``{"file": <pushed input>, "mr": {...}}``
+with ``phase`` (map or reduce), ``step``, ``task``, ``parts`` (segments to write),
+``text`` (input is text lines, not records), ``memory`` (the sort bound, bytes) and
+``source`` (what the input is, for error messages).
+
+* map: input lines (``(None, line)``; gzip read transparently) or a previous step's
+  records -> ``mapper`` -> ``SortBuffer`` (combiner, spills) -> one segment per reducer.
+* reduce: the runs of every map task for this partition -> k-way merge -> ``reducer``
+  (each key's values streamed) -> one sorted segment.
+
+The output is returned as a ``ResultFile``: the engine commits, fetches and checksums it
+like any result. Counters ride in the segment trailer.
+"""
+
+from __future__ import annotations
+
+import gzip
+import heapq
+import io
+import json
+import os
+import zlib
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
+
+from ..executor import ResultFile
+from ..mapreduce import MapReduce, MRStep, step_functions
+from .mrfiles import iter_records, read_trailer
+from .sortmerge import (
+    KEY_COST,
+    MERGE_FAN_IN,
+    VALUE_COST,
+    SortBuffer,
+    encode_json,
+    grouped,
+    merge_runs,
+    record_key,
+)
+
+KEY_CACHE = 100000
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class TaskError(Exception):
+    """A map or reduce task failed; the message names the task and its input."""
+
+
+def run_task(job: MapReduce, payload: Dict[str, Any]) -> ResultFile:
+    mr = payload["mr"]
+    work = os.path.dirname(payload["file"])
+    scratch = os.path.join(work, "mr-scratch")
+    os.makedirs(scratch, exist_ok=True)
+    out = os.path.join(work, "mr-out")
+    step = step_functions(job)[mr["step"]]
+    job.__dict__["_sshmr_counters"] = {}
+    where = "%s task %d of step %d (%s)" % (mr["phase"], mr["task"], mr["step"] + 1,
+                                           mr.get("source", "?"))
+    task = _MapTask if mr["phase"] == "map" else _ReduceTask
+    runner = task(job, step, mr, scratch)
+    try:
+        runner.run(payload["file"], out)
+    except TaskError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - named, with the original chained
+        raise TaskError("%s%s: %s: %s" % (where, runner.position(), type(exc).__name__,
+                                          exc)) from exc
+    return ResultFile(out)
+
+
+class _Task:
+    def __init__(self, job: MapReduce, step: MRStep, mr: Dict[str, Any], scratch: str) -> None:
+        self.job = job
+        self.step = step
+        self.mr = mr
+        self.scratch = scratch
+        self.cache: Dict[str, str] = {}
+        self.counts: Dict[str, int] = {}
+        self.read = 0
+        parts = int(mr["parts"])
+        if type(job).partition is MapReduce.partition:
+            def partition(key_json: str) -> int:
+                return zlib.crc32(key_json.encode("utf-8")) % parts
+        else:
+            def partition(key_json: str) -> int:
+                return int(job.partition(key_json, parts)) % parts
+        self.buffer = SortBuffer(parts, int(mr["memory"]), scratch, partition, self._combiner())
+
+    def _combiner(self) -> Optional[Callable[[str, list], Iterable[Tuple[str, str]]]]:
+        return None
+
+    def position(self) -> str:
+        return ""
+
+    def key_json(self, key: Any) -> str:
+        if key.__class__ is str:
+            kj = self.cache.get(key)
+            if kj is None:
+                if len(self.cache) > KEY_CACHE:
+                    self.cache.clear()
+                kj = self.cache[key] = encode_json(key)
+            return kj
+        try:
+            return encode_json(key)
+        except (TypeError, ValueError) as exc:
+            raise TaskError("%s yielded a key that is not JSON-serialisable: %r (%s)"
+                            % (self.name, key, exc)) from None
+
+    def emit(self, pairs: Optional[Iterable[Tuple[Any, Any]]]) -> int:
+        n = 0
+        for key, value in pairs or ():
+            self.buffer.add(self.key_json(key), value)
+            n += 1
+        return n
+
+    def finish(self, out: str) -> None:
+        counters = self.job.__dict__.get("_sshmr_counters") or {}
+        builtin = counters.setdefault("sshmr", {})
+        self.counts["%s input records" % self.mr["phase"]] = self.read
+        for name, n in self.counts.items():
+            builtin[name] = builtin.get(name, 0) + n
+        self.buffer.finish(out, {"counters": counters})
+
+
+class _MapTask(_Task):
+    name = "mapper"
+
+    def position(self) -> str:
+        return ", record %d" % self.read if self.read else ""
+
+    def _combiner(self):
+        combiner = self.step.get("combiner") if self.step.has_reducer else None
+        if combiner is None:
+            return None
+        key_json, loads = self.key_json, json.loads
+
+        def combine(kj: str, values: list) -> Iterator[Tuple[str, str]]:
+            for k2, v2 in combiner(loads(kj), iter(values)) or ():
+                yield key_json(k2), encode_json(v2)
+        return combine
+
+    def run(self, path: str, out: str) -> None:
+        step, buf = self.step, self.buffer
+        mapper = step.get("mapper") or _identity
+        init, final = step.get("mapper_init"), step.get("mapper_final")
+        combining = buf.combine is not None
+        if combining and step.get("combiner_init") is not None:
+            self.emit(step.get("combiner_init")())
+        if init is not None:
+            self.emit(init())
+        self._map_all(mapper, self._input(path))
+        if final is not None:
+            self.emit(final())
+        if combining and step.get("combiner_final") is not None:
+            self.emit(step.get("combiner_final")())
+        self.finish(out)
+        self.read = 0
+
+    def _map_all(self, mapper: Callable[..., Any], records: Iterator[Tuple[Any, Any]]) -> None:
+        """The hot loop: one dict lookup per str key (``lists`` maps a key straight to its
+        values in the buffer), memory accounted locally, spills when over the bound."""
+        buf, key_json = self.buffer, self.key_json
+        groups, lists, used, limit = buf.groups, {}, buf.used, buf.memory
+        for key, value in records:
+            for k, v in mapper(key, value) or ():
+                values = lists.get(k) if k.__class__ is str else None
+                if values is None:
+                    kj = key_json(k)
+                    values = groups.get(kj)
+                    if values is None:
+                        values = groups[kj] = []
+                        used += len(kj) + KEY_COST
+                    if k.__class__ is str:
+                        lists[k] = values
+                values.append(v)
+                used += VALUE_COST
+                if used > limit:
+                    buf.used = used
+                    buf.spill()
+                    groups, lists, used = buf.groups, {}, 0
+        buf.used = used
+
+    def _input(self, path: str) -> Iterator[Tuple[Any, Any]]:
+        hook = self.job.input_records if self.mr.get("text") else None
+        if hook is not None:
+            for record in hook(path, self.mr.get("source", path)):
+                self.read += 1
+                yield record
+            return
+        if not self.mr.get("text"):
+            end = read_trailer(path)["data_end"]
+            loads = json.loads
+            for line in iter_records(path, 0, end):
+                self.read += 1
+                tab = line.index(b"\t")
+                yield loads(line[:tab]), loads(line[tab + 1:])
+            return
+        with open(path, "rb") as raw:
+            gz = raw.read(2) == GZIP_MAGIC
+            raw.seek(0)
+            stream = gzip.GzipFile(fileobj=raw) if gz else io.BufferedReader(raw, 1 << 20)
+            try:
+                for line in stream:
+                    self.read += 1
+                    if line[-1:] == b"\n":
+                        line = line[:-2] if line[-2:-1] == b"\r" else line[:-1]
+                    yield None, line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise TaskError("input %s is not valid UTF-8 text at line %d (%s); convert it"
+                                " to UTF-8" % (self.mr.get("source", path), self.read,
+                                               exc.reason)) from None
+            except (OSError, EOFError) as exc:
+                raise TaskError("cannot read input %s: %s" % (self.mr.get("source", path),
+                                                             exc)) from None
+
+
+class _ReduceTask(_Task):
+    name = "reducer"
+
+    key: Optional[bytes] = None
+
+    def position(self) -> str:
+        return ", key %s" % self.key[:80].decode("utf-8", "replace") if self.key else ""
+
+    def run(self, path: str, out: str) -> None:
+        step, buf = self.step, self.buffer
+        reducer = step.get("reducer")
+        init, final = step.get("reducer_init"), step.get("reducer_final")
+        if init is not None:
+            self.emit(init())
+        key_json, loads = self.key_json, json.loads
+        groups = 0
+        for kb, values in grouped(self._merged(path)):
+            self.key = kb
+            groups += 1
+            for k, v in reducer(loads(kb), (loads(v) for v in values)) or ():
+                buf.add(key_json(k), v)
+        self.key = None
+        if final is not None:
+            self.emit(final())
+        self.counts["reduce groups"] = groups
+        self.finish(out)
+
+    def _merged(self, path: str) -> Iterator[bytes]:
+        runs = [(path, off, length) for off, length in read_trailer(path)["parts"]]
+        if len(runs) > MERGE_FAN_IN:
+            merged = os.path.join(self.scratch, "merged")
+            with open(merged, "wb") as f:
+                merge_runs(runs, f, self.scratch)
+                size = f.tell()
+            runs = [(merged, 0, size)]
+        sources = [iter_records(*r) for r in runs if r[2] > 0]
+        if not sources:
+            return
+        lines = sources[0] if len(sources) == 1 else heapq.merge(*sources, key=record_key)
+        for line in lines:
+            self.read += 1
+            yield line
+
+
+def _identity(key: Any, value: Any) -> Iterator[Tuple[Any, Any]]:
+    yield key, value

@@ -1,0 +1,192 @@
+"""External sort for MapReduce: group records by key in bounded memory, spill sorted runs
+to disk, merge them back (standard library only; shipped to hosts).
+
+``SortBuffer`` holds records grouped by their key's JSON encoding, partitioned by a
+function of that encoding. When its estimate of the memory it holds passes the bound, it
+writes every partition's records, sorted by key (values in arrival order, optionally
+through a combiner) to a spill file in the segment format of ``sshmr.remote.mrfiles``. ``finish``
+merges the spills into one segment file with one segment per partition. ``merge_runs``
+is the k-way merge the reducer uses, in several passes when there are many runs.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+
+from .mrfiles import iter_records, read_trailer, write_trailer
+
+KEY_COST = 120  # bytes a new key costs in the buffer beyond its encoding (dict + list)
+VALUE_COST = 40  # bytes a small value costs
+MERGE_FAN_IN = 128  # runs merged at once (open files); more runs take several passes
+WRITE_BATCH = 4096
+
+encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
+                               allow_nan=False).encode
+
+Combine = Callable[[str, List[Any]], Iterable[Tuple[str, str]]]
+Run = Tuple[str, int, int]  # (segment file, offset, length)
+
+
+def record_key(line: bytes) -> bytes:
+    return line[:line.index(b"\t")]
+
+
+class SortBuffer:
+    """Grouped, partitioned records with spills. ``groups`` maps a key's JSON to its values
+    (Python objects); callers add to it directly and call ``charge`` with the bytes used."""
+
+    def __init__(self, parts: int, memory: int, scratch: str, partition: Callable[[str], int],
+                 combine: Optional[Combine] = None) -> None:
+        self.parts = parts
+        self.memory = max(1, memory)
+        self.scratch = scratch
+        self.partition = partition
+        self.combine = combine
+        self.groups: Dict[str, List[Any]] = {}
+        self.used = 0
+        self.spills: List[str] = []
+        self.records_out = 0
+
+    def add(self, key_json: str, value: Any) -> None:
+        values = self.groups.get(key_json)
+        if values is None:
+            self.groups[key_json] = [value]
+            self.used += len(key_json) + KEY_COST
+        else:
+            values.append(value)
+            self.used += VALUE_COST
+        if self.used > self.memory:
+            self.spill()
+
+    def spill(self) -> None:
+        if not self.groups:
+            return
+        path = os.path.join(self.scratch, "spill-%05d" % len(self.spills))
+        self._write(path, {})
+        self.spills.append(path)
+
+    def finish(self, dest: str, info: Dict[str, Any]) -> None:
+        """Write every record, merged and sorted, to the segment file ``dest``."""
+        if not self.spills:
+            self._write(dest, info)
+            return
+        self.spill()
+        trailers = [read_trailer(p) for p in self.spills]
+        tmp = dest + ".tmp"
+        parts = []
+        with open(tmp, "wb") as out:
+            for p in range(self.parts):
+                start = out.tell()
+                runs = [(path, *t["parts"][p]) for path, t in zip(self.spills, trailers)]
+                merge_runs(runs, out, self.scratch)
+                parts.append([start, out.tell() - start])
+            write_trailer(out, dict(info, parts=parts, records=self.records_out))
+        os.replace(tmp, dest)
+        for path in self.spills:
+            os.unlink(path)
+        self.spills = []
+
+    def _write(self, path: str, info: Dict[str, Any]) -> None:
+        by_part: List[List[Tuple[str, str]]] = [[] for _ in range(self.parts)]
+        partition = self.partition
+        for key_json, values in self.groups.items():
+            if self.combine is not None:
+                for k2, v2 in self.combine(key_json, values):
+                    by_part[partition(k2) if self.parts > 1 else 0].append((k2, v2))
+            else:
+                rows = by_part[partition(key_json) if self.parts > 1 else 0]
+                for value in values:
+                    rows.append((key_json, value))
+        self.groups = {}
+        self.used = 0
+        tmp = path + ".tmp"
+        parts = []
+        with open(tmp, "wb", buffering=1 << 20) as out:
+            for rows in by_part:
+                rows.sort(key=_first)  # stable: values keep their order within a key
+                start = out.tell()
+                self.records_out += len(rows)
+                encoded = rows if self.combine is not None else _encode_values(rows)
+                for i in range(0, len(encoded), WRITE_BATCH):
+                    out.write("".join(["%s\t%s\n" % kv for kv in encoded[i:i + WRITE_BATCH]])
+                              .encode("utf-8"))
+                parts.append([start, out.tell() - start])
+            write_trailer(out, dict(info, parts=parts, records=self.records_out))
+        os.replace(tmp, path)
+
+
+def _first(row: Tuple[str, Any]) -> str:
+    return row[0]
+
+
+def _encode_values(rows: List[Tuple[str, Any]]) -> List[Tuple[str, str]]:
+    out = []
+    for key_json, value in rows:
+        try:
+            out.append((key_json, encode_json(value)))
+        except (TypeError, ValueError) as exc:
+            raise ValueError("a value of key %s is not JSON-serialisable (%s: %s); yield JSON"
+                             " values (dict, list, str, int, float, bool, None)"
+                             % (key_json[:80], type(exc).__name__, exc)) from None
+    return out
+
+
+def merge_runs(runs: List[Run], out: BinaryIO, scratch: str) -> None:
+    """Merge sorted runs (by key; equal keys keep run order) and append them to ``out``."""
+    runs = [r for r in runs if r[2] > 0]
+    level = 0
+    while len(runs) > MERGE_FAN_IN:  # pre-merge groups into temp files: bounded open files
+        merged = []
+        for i in range(0, len(runs), MERGE_FAN_IN):
+            path = os.path.join(scratch, "merge-%d-%05d" % (level, i))
+            with open(path, "wb", buffering=1 << 20) as tmp:
+                _merge_into(runs[i:i + MERGE_FAN_IN], tmp)
+                size = tmp.tell()
+            merged.append((path, 0, size))
+        for path, _, _ in runs:
+            if os.path.basename(path).startswith("merge-"):
+                os.unlink(path)
+        runs = merged
+        level += 1
+    _merge_into(runs, out)
+    if level:
+        for path, _, _ in runs:
+            os.unlink(path)
+
+
+def _merge_into(runs: List[Run], out: BinaryIO) -> None:
+    if len(runs) == 1:
+        out.writelines(iter_records(*runs[0]))
+        return
+    out.writelines(heapq.merge(*[iter_records(*r) for r in runs], key=record_key))
+
+
+def grouped(lines: Iterator[bytes]) -> Iterator[Tuple[bytes, Iterator[bytes]]]:
+    """(key JSON, iterator of value JSON) per key of sorted record lines, streamed: a key's
+    values are never held in memory together."""
+    it = iter(lines)
+    line = next(it, None)
+    while line is not None:
+        tab = line.index(b"\t")
+        key = line[:tab]
+        state = [line]
+
+        def values(key: bytes = key, state: List[Optional[bytes]] = state) -> Iterator[bytes]:
+            while True:
+                cur = state[0]
+                if cur is None:
+                    return
+                t = cur.index(b"\t")
+                if cur[:t] != key:
+                    return
+                yield cur[t + 1:-1]
+                state[0] = next(it, None)
+
+        group = values()
+        yield key, group
+        for _ in group:  # the caller may not have consumed every value
+            pass
+        line = state[0]
