@@ -92,11 +92,11 @@ def _print(s: dict) -> None:
           f"({s['seconds_per_round']:.1f} s/round; 500 rounds ~{s['projected_500_rounds_min']:.0f}"
           f" min), {s['hosts']} hosts x 4 slots, {s['hogs']} CPU hogs on {s['cpus']} CPUs")
     print(f"{'entry':8} {'rounds':>6} {'leftover':>8} {'procs':>6} {'gc dirs':>7} {'left':>5} "
-          f"{'problems':>8} {'early^C':>7} {'median s':>8} {'clean<= s':>9}  exits")
+          f"{'problems':>8} {'^C out':>7} {'median s':>8} {'clean<= s':>9}  exits")
     for entry, e in s["by_entry"].items():
         print(f"{entry:8} {e['rounds']:>6} {e['with_leftovers']:>8} {e['leftover_processes']:>6} "
               f"{e['dirs_removed_by_gc']:>7} {e['dirs_left']:>5} {e['problems']:>8} "
-              f"{e['interrupted_in_python_startup']:>7} {e['median_s']:>8} "
+              f"{e['interrupted_outside_handler']:>7} {e['median_s']:>8} "
               f"{e['max_clean_after_s']:>9}  {e['exits']}")
     print(f"failed rounds: {s['failed_rounds']}")
 

@@ -33,6 +33,7 @@ from .transport.base import AgentStream, Transport
 
 READY_TIMEOUT = 30.0
 CONNECT_PATIENCE = 3.0  # at shutdown, how long a connection in progress may take to land
+EXIT_PATIENCE = 2.0  # an agent that did not start: how long its exit status may take
 CLOSE_PATIENCE = 5.0  # a reconnection waits this long at most for the old connection to close
 
 
@@ -119,10 +120,10 @@ class HostSession:
         except ValueError:
             msg = {}
         if msg.get("t") != "ready":
-            status = agent.exit_status()
+            status = _exit_status(agent, EXIT_PATIENCE)
             err = (agent.stderr().strip() or first.decode(errors="replace").strip())[-300:]
             hint = ""
-            if status == 127 or "not found" in err:
+            if status == 127 or "not found" in err or "No such file" in err:
                 hint = f"; is {self.python!r} installed? set python: in the inventory"
             raise RemoteSetupFailed(self.name, f"the sshmr agent did not start (exit {status}):"
                                     f" {err or 'no output'}{hint}")
@@ -283,6 +284,14 @@ class HostSession:
         self.alive = False
         self.agent = None
         self.transport.close()
+
+
+def _exit_status(agent: AgentStream, patience: float) -> int | None:
+    """The agent's exit status; over SSH it may arrive just after its stdout closes."""
+    deadline = time.monotonic() + patience
+    while (status := agent.exit_status()) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return status
 
 
 def _bounded(fn: Callable[[], Any], timeout: float) -> None:

@@ -67,7 +67,7 @@ class Round:
     gc_removed: int = 0  # remote run dirs that only ``sshmr gc`` removed
     dirs_left: list[str] = field(default_factory=list)  # not even gc removed them
     problem: str | None = None  # a wrong exit status or output
-    early_interrupt: bool = False  # SIGINT landed in Python's start-up, before sshmr's handler
+    early_interrupt: bool = False  # SIGINT landed outside sshmr's handler (start-up or exit)
 
     @property
     def ok(self) -> bool:
@@ -159,8 +159,8 @@ class Stress:
         r.exit = proc.returncode
         text = (out + err).decode(errors="replace").strip()
         expected = {"api": {0}, "cli": {0}, "kill": {0, -signal.SIGKILL}, "sigint": {0, 130}}
-        if r.entry == "sigint" and r.exit in (1, -signal.SIGINT) and text.endswith(
-                "KeyboardInterrupt"):  # a traceback from an import: nothing was started yet
+        if r.entry == "sigint" and (r.exit == -signal.SIGINT or (r.exit == 1 and text.endswith(
+                "KeyboardInterrupt"))):  # in Python's start-up or exit, not sshmr's handler
             r.early_interrupt = True
         elif r.problem is None and r.exit not in expected[r.entry]:
             r.problem = f"exit status {r.exit}: {text[-500:]}"
@@ -209,7 +209,7 @@ class Stress:
                 "dirs_removed_by_gc": sum(r.gc_removed for r in mine),
                 "dirs_left": sum(len(r.dirs_left) for r in mine),
                 "problems": sum(1 for r in mine if r.problem),
-                "interrupted_in_python_startup": sum(r.early_interrupt for r in mine),
+                "interrupted_outside_handler": sum(r.early_interrupt for r in mine),
                 "exits": _count(str(r.exit) for r in mine),
                 "median_s": round(sorted(r.seconds for r in mine)[len(mine) // 2], 2),
                 "max_clean_after_s": round(max(r.clean_after for r in mine), 2),

@@ -29,15 +29,45 @@ from jobs_faults import Fault  # noqa: E402
 
 import sshmr  # noqa: E402
 
-HOLD = 1.5
-
 
 def _hold_unauthenticated(address: str, port: int) -> socket.socket:
     """A TCP connection that gets sshd's banner and says nothing: with MaxStartups 1:100:1
-    sshd drops every other new connection while this one is open."""
-    sock = socket.create_connection((address, port), timeout=5)
-    assert sock.recv(256).startswith(b"SSH-2.0")  # sshd has accepted and counts it
-    return sock
+    sshd drops every other new connection while this one is open. (A connection of the
+    fixture's start-up probe may still be closing: sshd then drops ours; try again.)"""
+    deadline = time.time() + 20
+    while True:
+        sock = socket.create_connection((address, port), timeout=5)
+        try:
+            banner = sock.recv(256)
+        except OSError:
+            banner = b""
+        if banner.startswith(b"SSH-2.0"):  # sshd has accepted and counts it
+            return sock
+        sock.close()
+        assert time.time() < deadline, f"sshd on {address}:{port} never let us in"
+        time.sleep(0.1)
+
+
+def _drops(c, index: int) -> int:
+    return (c.host_dir(index) / "sshd.log").read_text().count("past MaxStartups")
+
+
+def _release_after_a_refusal(c, index: int, held: socket.socket) -> list[float]:
+    """Close ``held`` once sshd has refused one of sshmr's connections (not after a fixed
+    time: a loaded machine may take longer than that to connect at all)."""
+    before = _drops(c, index)
+    released: list[float] = []
+
+    def wait_and_release() -> None:
+        deadline = time.time() + 60
+        while _drops(c, index) == before and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        released.append(time.time())
+        held.close()
+
+    threading.Thread(target=wait_and_release, daemon=True).start()
+    return released
 
 
 def test_connections_refused_by_maxstartups_are_not_attempts(fresh_cluster, tmp_path):
@@ -53,17 +83,17 @@ def test_connections_refused_by_maxstartups_are_not_attempts(fresh_cluster, tmp_
                           payloads(effects, 10, sleep=0.1, barrier=[h0.workdir]))
     held = _hold_unauthenticated(h0.address, h0.port)
     try:
+        releases = _release_after_a_refusal(c, 0, held)
         cli = start_cli("run", "-i", str(inv), FAULT_JOB, str(inputs), "--max-retries", "0",
                         "--json", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
         try:
-            time.sleep(HOLD)
-            released = time.time()
-            held.close()
-            code = cli.wait(60)
+            code = cli.wait(90)
         finally:
             stop_process(cli)
     finally:
         held.close()
+    assert releases, "sshd never refused sshmr's connection"
+    released = releases[0]
 
     err = (tmp_path / "cli.err").read_text()
     assert code == 0, err
@@ -107,14 +137,13 @@ def test_a_lone_throttled_host_is_retried_not_given_up(fresh_cluster, tmp_path):
     effects.mkdir()
     inv = write_inventory(c, tmp_path / "inv.yaml", slots=2)
     held = _hold_unauthenticated(c.hosts[0].address, c.hosts[0].port)
-    release = threading.Timer(HOLD, held.close)
-    release.start()
     try:
+        releases = _release_after_a_refusal(c, 0, held)
         result = sshmr.run(Fault, payloads(effects, 4), inventory=str(inv), max_retries=0,
                            runs_dir=str(tmp_path / "runs"))
     finally:
-        release.cancel()
         held.close()
+    assert releases, "sshd never refused sshmr's connection"
     assert_nothing_lost(result, 0, effects, cluster=c)
     assert result.ok, result
     assert [j.attempts for j in result] == [1] * 4
