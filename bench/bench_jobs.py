@@ -15,3 +15,21 @@ class Square(JobExecutor):
 
     def execute(self, payload):
         return payload * payload + 7
+
+
+class Sleep(JobExecutor):
+    """W2/W5: sleeps ``payload`` seconds, returns it."""
+
+    def execute(self, payload):
+        import time
+
+        time.sleep(float(payload))
+        return payload
+
+
+class FileEcho(JobExecutor):
+    """W3: the payload is a pushed input file; returns its bytes (returned by SFTP)."""
+
+    def execute(self, payload):
+        with open(payload, "rb") as f:
+            return f.read()

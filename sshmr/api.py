@@ -167,7 +167,8 @@ def _scheduler(config: RunConfig, hosts: list[str], first_attempt_id: int = 1) -
         deadline_grace=config.kill_grace + config.host_silence, seed=config.seed,
         quarantine_after=config.quarantine_after, halt_on_failures=config.halt_on_failures,
         speculate=config.speculate, host_retries=config.host_retries,
-        reconnect_backoff=tuple(config.reconnect_backoff), first_attempt_id=first_attempt_id)
+        reconnect_backoff=tuple(config.reconnect_backoff), first_attempt_id=first_attempt_id,
+        prefetch=config.prefetch)
 
 
 def _execute(journal: Journal, run_dir: str, run_id: str, runs_dir: str, inv: Inventory | None,

@@ -173,18 +173,21 @@ def _report(result: Any, as_json: bool, quiet: bool) -> None:
         click.echo(f"sshmr: {bad} job(s) failed or unknown: 'sshmr results --failed "
                    f"{result.run_id}' lists them, 'sshmr show {result.run_id} JOB' shows one",
                    err=True)
+    finished_mr = result.output is not None and result.state == "done"
     if result.message and result.state == "no_hosts":
         click.echo(f"sshmr: error: {result.message}", err=True)
-    elif result.message and not quiet:
+    elif result.message and not quiet and not finished_mr:
         click.echo(f"sshmr: {result.message}", err=True)
     summary = result.summary()
+    where = (f"output: {result.output}" if finished_mr
+             else f"results: sshmr results {result.run_id}")
     if as_json:
         click.echo(json.dumps(summary))
     elif not quiet:
-        click.echo(f"run {result.run_id} {result.state}: {result.succeeded}/{len(result)} "
-                   f"succeeded, {result.failed} failed, {result.unknown} unknown, "
-                   f"{result.attempts} attempts in {summary['elapsed_s']:.2f}s "
-                   f"(results: sshmr results {result.run_id})")
+        tasks = " tasks" if result.output is not None else ""
+        click.echo(f"run {result.run_id} {result.state}: {result.succeeded}/{len(result)}{tasks}"
+                   f" succeeded, {result.failed} failed, {result.unknown} unknown, "
+                   f"{result.attempts} attempts in {summary['elapsed_s']:.2f}s ({where})")
     code = EXIT.get(result.state, 1)
     if code == 0 and not result.ok:
         code = 1

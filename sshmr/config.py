@@ -36,6 +36,7 @@ class RunConfig:
     reconnect_backoff: tuple[float, float] = (1.0, 30.0)  # first and longest reconnect delay
     halt_on_failures: int | float | None = None  # int count, or float fraction of jobs
     speculate: float | None = None  # copy a straggler at this multiple of the median runtime
+    prefetch: int = 2  # jobs queued at a host behind each busy slot (none with max_retries 0)
 
     def __post_init__(self) -> None:
         if self.timeout is not None and self.timeout <= 0:
@@ -55,6 +56,9 @@ class RunConfig:
                               f" {self.speculate}")
         if self.slots is not None and self.slots < 1:
             raise ConfigError(f"slots must be >= 1, got {self.slots}")
+        if self.prefetch < 0:
+            raise ConfigError(f"prefetch must be >= 0 (jobs queued per busy slot), got"
+                              f" {self.prefetch}")
 
     @classmethod
     def build(cls, executor: Any = None, **overrides: Any) -> RunConfig:

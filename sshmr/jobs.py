@@ -46,6 +46,7 @@ class Reason(str, Enum):
     MAX_LIVING = "max_living"  # the worker reached max_living while running it
     CANCELLED = "cancelled"  # the run was cancelled or halted
     SPECULATION = "speculation"  # a speculative copy lost the race and was killed
+    NOT_STARTED = "not_started"  # queued at the host agent, never started: not a launch
 
     @property
     def host_fault(self) -> bool:

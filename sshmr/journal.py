@@ -128,6 +128,19 @@ class Journal:
                     (AttemptState.RUNNING.value, time.time(), attempt,
                      AttemptState.DISPATCHED.value))
 
+    def undispatch(self, attempt: int, requeued: bool) -> None:
+        """An attempt queued at a host that never started: it was no launch, so its row goes
+        (its id is never reused: see ``max_attempt_id``)."""
+        self._write("UPDATE jobs SET launches = launches - 1 WHERE id = (SELECT job FROM"
+                    " attempts WHERE id = ?)", (attempt,))
+        if requeued:
+            self._write("UPDATE jobs SET state = ? WHERE id = (SELECT job FROM attempts"
+                        " WHERE id = ?)", (JobState.PENDING.value, attempt))
+        self._write("DELETE FROM attempts WHERE id = ?", (attempt,))
+        self._write("INSERT OR REPLACE INTO meta VALUES ('attempt_id_floor', MAX(?, COALESCE("
+                    "(SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'attempt_id_floor'),"
+                    " 0)))", (attempt,))
+
     def end_attempt(self, attempt: int, state: AttemptState, reason: str | None,
                     details: dict[str, Any]) -> None:
         self._write(
@@ -203,7 +216,9 @@ class Journal:
         return self.db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0]
 
     def max_attempt_id(self) -> int:
-        return self.db.execute("SELECT COALESCE(MAX(id), 0) FROM attempts").fetchone()[0]
+        return self.db.execute(
+            "SELECT MAX(COALESCE((SELECT MAX(id) FROM attempts), 0), COALESCE((SELECT"
+            " CAST(value AS INTEGER) FROM meta WHERE key = 'attempt_id_floor'), 0))").fetchone()[0]
 
     def jobs(self, only: int | None = None) -> Iterator[sqlite3.Row]:
         """Every job (or just job ``only``) in job order, with its host and attempt count."""

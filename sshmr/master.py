@@ -36,6 +36,7 @@ STATUS_REASON = {
     "max_living": Reason.MAX_LIVING, "worker_died": Reason.WORKER_DIED,
     "cancelled": Reason.CANCELLED, "speculation": Reason.SPECULATION, "exit": Reason.CANCELLED,
     "retired": Reason.MAX_LIVING, "host_lost": Reason.HOST_LOST,
+    "not_started": Reason.NOT_STARTED,
 }
 
 
@@ -65,6 +66,7 @@ class Master:
         self._timeout_json = json.dumps(config.timeout)
         self._sync = "true" if config.max_retries == 0 else "false"
         self._last = {"tick": 0.0, "flush": 0.0, "cancel": 0.0}
+        self._outbox: dict[HostSession, list[bytes]] | None = None  # see _apply
 
     # ------------------------------------------------------------------- loop
 
@@ -253,7 +255,8 @@ class Master:
                 session.io(lambda: (msg, session.transport.get_bytes(path)), ("fetch", attempt))
             return []
         reason = STATUS_REASON.get(status, Reason.WORKER_DIED)
-        return [s.AttemptFailed(attempt, reason, slot_alive=status in ("error", "system"))]
+        alive = status in ("error", "system") or bool(msg.get("q"))  # q: dequeued, unstarted
+        return [s.AttemptFailed(attempt, reason, slot_alive=alive)]
 
     def _verified(self, attempt: int, meta: dict, data: bytes | str) -> object:
         """Check a result (bytes, or the path of a staged file) against its metadata."""
@@ -271,8 +274,21 @@ class Master:
     # ---------------------------------------------------------------- actions
 
     def _apply(self, actions: list[object]) -> None:
-        for action in actions:
-            getattr(self, "_do_" + type(action).__name__)(action)
+        """Carry out ``actions``; what they send goes out as one write per host, in order."""
+        self._outbox = {}
+        try:
+            for action in actions:
+                getattr(self, "_do_" + type(action).__name__)(action)
+        finally:
+            box, self._outbox = self._outbox, None
+            for session, parts in box.items():
+                session.send(b"".join(parts))
+
+    def _send(self, session: HostSession, data: bytes) -> None:
+        if self._outbox is None:
+            session.send(data)
+        else:
+            self._outbox.setdefault(session, []).append(data)
 
     def _do_Launch(self, a: s.Launch) -> None:
         host, index = a.slot
@@ -285,7 +301,7 @@ class Master:
         head = (f'{{"t":"run","slot":{index},"a":{a.attempt_id},"timeout":{self._timeout_json},'
                 f'"sync":{self._sync}')
         if len(payload) <= self.cfg.inline_limit and not payload.startswith(FILE_PAYLOAD):
-            session.send(f"{head},\"p\":{payload}}}\n".encode())
+            self._send(session, f"{head},\"p\":{payload}}}\n".encode())
             return
         adir = protocol.attempt_dir(session.run_dir, a.attempt_id)
         t = session.transport
@@ -305,8 +321,8 @@ class Master:
         session.io(push, ("push", a.attempt_id))
 
     def _do_Kill(self, a: s.Kill) -> None:
-        self.sessions[a.slot[0]].send(
-            protocol.encode({"t": "kill", "a": a.attempt_id, "reason": a.reason.value}))
+        self._send(self.sessions[a.slot[0]],
+                   protocol.encode({"t": "kill", "a": a.attempt_id, "reason": a.reason.value}))
 
     def _do_Commit(self, a: s.Commit) -> None:
         kind, data = self.results.pop(a.attempt_id)
@@ -321,6 +337,13 @@ class Master:
 
     def _do_AttemptEnded(self, a: s.AttemptEnded) -> None:
         _drop_staged(self.results.pop(a.attempt_id, (None, None))[1])
+        if a.reason is Reason.NOT_STARTED:  # queued at the host, never started: no launch
+            where = self.inflight.pop(a.attempt_id, None)
+            self.details.pop(a.attempt_id, None)
+            self.journal.undispatch(a.attempt_id, a.retry)
+            if where is not None:
+                self.to_release[where[0]].append(a.attempt_id)
+            return
         if a.retry:
             self.journal.event("retry", a.reason.value, job=a.job_id, attempt=a.attempt_id)
         self._end(a.attempt_id, AttemptState.FAILED, a.reason.value,
@@ -343,10 +366,11 @@ class Master:
                           f"{n} attempt{'s' if n != 1 else ''})")
 
     def _do_StartSlot(self, a: s.StartSlot) -> None:
-        self.sessions[a.slot[0]].send(protocol.encode({"t": "start", "slot": a.slot[1]}))
+        self._send(self.sessions[a.slot[0]], protocol.encode({"t": "start", "slot": a.slot[1]}))
 
     def _do_RetireSlot(self, a: s.RetireSlot) -> None:
-        self.sessions[a.slot[0]].send(protocol.encode({"t": "retire", "slot": a.slot[1]}))
+        self._send(self.sessions[a.slot[0]], protocol.encode({"t": "retire",
+                                                               "slot": a.slot[1]}))
 
     def _do_ReconnectHost(self, a: s.ReconnectHost) -> None:
         self.reconnect_at[a.host] = a.at

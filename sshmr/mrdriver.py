@@ -200,8 +200,10 @@ def _run_phase(ctx: _Ctx, phase: dict[str, Any]) -> tuple[str, str]:
     rows = ctx.journal.db.execute(
         "SELECT id, launches FROM jobs WHERE id BETWEEN ? AND ? AND state IN"
         " ('PENDING', 'RUNNING')", (phase["first"], phase["last"])).fetchall()
+    total = phase["last"] - phase["first"] + 1
     if rows:
-        ctx.say(f"{name}: {len(rows)} of {phase['last'] - phase['first'] + 1} tasks to run")
+        if len(rows) < total:  # resumed: part of the phase is done
+            ctx.say(f"{name}: {len(rows)} of {total} tasks left to run")
         hosts = [h.name for h in ctx.inv.hosts] if ctx.inv else ["local"]
         sched = api._scheduler(ctx.config, hosts,
                                first_attempt_id=ctx.journal.max_attempt_id() + 1)

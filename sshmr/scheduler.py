@@ -6,6 +6,19 @@ is passed in. Every policy lives here: random assignment to free slots, timeouts
 up to ``max_retries`` (``0``: a job is never launched twice), first-result-wins, host
 quarantine, worker retirement at ``max_living``, cancel and halt.
 
+Prefetch (``prefetch`` > 0): once no slot is idle, up to ``prefetch`` more attempts are
+queued behind a busy slot's running one, so the host agent starts the next job as soon as
+the last one ends, without a round trip to the master. Only once every host has come up or
+failed (the first hosts up would otherwise take the jobs of those still connecting), and
+only while successful attempts take less than ``prefetch_below`` seconds on average (a
+moving average; none known yet: no prefetch), where a round trip is a fair part of a job
+and a job queued behind another waits little. The agent reports an attempt started before
+it runs it, and its timeout counts from then. An attempt the agent reports it never
+started (``AttemptFailed`` with reason ``not_started``: its worker died first, or it was
+dequeued) was no launch: the job goes back to the queue without using a retry. One lost
+with its slot or host without such a report counts as a launch, as it may have started
+(its "started" may have been on the wire). ``max_retries`` 0 runs use no prefetch.
+
 A slot is ``(host, index)``. A host's slots come and go with ``SlotUp``/``SlotDown``; the
 master reconnects lost hosts when told to with ``ReconnectHost``.
 """
@@ -60,14 +73,16 @@ class _Attempt:
     job_id: int
     slot: Slot
     deadline: float | None
-    launched: float = 0.0
+    launched: float = 0.0  # dispatched; then when it started
     done: bool = False
+    started: bool = False  # the agent reported it started
 
 
 @dataclass(slots=True)
 class _SlotState:
-    idle: bool = False
-    attempt: int | None = None
+    idle: bool = False  # in ``_free``: up, nothing dispatched to it
+    attempts: list[int] = field(default_factory=list)  # dispatched here; [0] runs first
+    dying: bool = False  # its worker is being killed: nothing more goes to it
     expires_at: float = float("inf")
 
 
@@ -79,6 +94,7 @@ class _Host:
     dead: bool = False  # fatal: never reconnected
     fail_streak: int = 0
     reconnects: int = 0
+    heard: bool = False  # it came up or failed at least once (not still connecting)
 
 
 class Scheduler:
@@ -98,10 +114,17 @@ class Scheduler:
         halt_on_failures: int | float | None = None,
         speculate: float | None = None,
         first_attempt_id: int = 1,
+        prefetch: int = 0,
+        prefetch_below: float | None = 1.0,
     ) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
         self.max_retries = max_retries
+        if prefetch < 0:
+            raise ValueError("prefetch must be >= 0")
+        self.prefetch = prefetch if max_retries > 0 else 0  # see the module docstring
+        self.prefetch_below = prefetch_below  # None: whatever the jobs' durations
+        self._typical: float | None = None  # moving average of successful durations
         self.timeout = timeout
         self.deadline_grace = deadline_grace
         self.quarantine_after = quarantine_after
@@ -116,6 +139,10 @@ class Scheduler:
         self._hosts = {name: _Host() for name in hosts}
         self._slots: dict[Slot, _SlotState] = {}
         self._free: list[Slot] = []
+        self._room: list[Slot] = []  # busy slots that may take a prefetched attempt
+        self._room_at: dict[Slot, int] = {}  # slot -> its index in ``_room``
+        self._now = 0.0
+        self._all_heard = False  # every host came up or failed once: prefetch may start
         self._jobs: dict[int, _Job] = {}
         self._pending: deque[int] = deque()
         self._attempts: dict[int, _Attempt] = {}
@@ -148,6 +175,7 @@ class Scheduler:
 
     def handle(self, now: float, *events: object) -> list[object]:
         out: list[object] = []
+        self._now = now
         for event in events:
             handler = getattr(self, "_on_" + type(event).__name__)
             handler(now, event, out)
@@ -177,6 +205,7 @@ class Scheduler:
     def _on_HostUp(self, now: float, ev: HostUp, out: list) -> None:
         host = self._hosts[ev.host]
         host.up = True
+        host.heard = True
         host.n_slots = ev.slots
         host.reconnects = 0
         if not host.quarantined:
@@ -185,6 +214,7 @@ class Scheduler:
     def _on_HostDown(self, now: float, ev: HostDown, out: list) -> None:
         host = self._hosts[ev.host]
         host.up = False
+        host.heard = True
         for slot in [s for s in self._slots if s[0] == ev.host]:
             self._slot_gone(slot, Reason.HOST_LOST, out)
         low, high = self.reconnect_backoff
@@ -216,7 +246,15 @@ class Scheduler:
             out.append(StartSlot(ev.slot))
 
     def _on_AttemptStarted(self, now: float, ev: AttemptStarted, out: list) -> None:
-        pass  # the deadline runs from the launch: a lost acknowledgement must time out too
+        # The deadline ran from the launch (a lost acknowledgement must time out too); the
+        # timeout counts from the start.
+        att = self._attempts.get(ev.attempt_id)
+        if att is None or att.done or att.started:
+            return
+        att.started = True
+        att.launched = now
+        if self.timeout is not None:
+            att.deadline = now + self.timeout + self.deadline_grace
 
     def _on_AttemptSucceeded(self, now: float, ev: AttemptSucceeded, out: list) -> None:
         att = self._attempts.get(ev.attempt_id)
@@ -227,7 +265,9 @@ class Scheduler:
         job = self._jobs[att.job_id]
         self._end_attempt(ev.attempt_id, att, slot_alive=True)
         self._hosts[att.slot[0]].fail_streak = 0
-        self._durations.append(now - att.launched)
+        took = now - att.launched
+        self._durations.append(took)
+        self._typical = took if self._typical is None else 0.9 * self._typical + 0.1 * took
         if job.state.final:
             out.append(Discard(ev.attempt_id, att.job_id))
             return
@@ -262,7 +302,7 @@ class Scheduler:
         for att in list(self._attempts.values()):
             job = self._jobs[att.job_id]
             if (att.done or len(job.running) > 1 or job.launches > self.max_retries
-                    or now - att.launched < limit):
+                    or now - att.launched < limit or (self.prefetch and not att.started)):
                 continue
             others = [i for i, slot in enumerate(self._free) if slot[0] != att.slot[0]]
             if not others:
@@ -297,28 +337,43 @@ class Scheduler:
         state = self._slots.pop(slot)
         if state.idle:
             self._free.remove(slot)
-        if state.attempt is not None:
-            att = self._attempts[state.attempt]
+        self._room_del(slot)
+        for attempt_id in state.attempts:
+            att = self._attempts[attempt_id]
             if not att.done:
-                self._end_attempt(state.attempt, att, slot_alive=False)
-                self._attempt_failed(state.attempt, att, reason, out)
+                self._end_attempt(attempt_id, att, slot_alive=False)
+                # never reported started is not proof it did not start (the report may be
+                # on the wire): a launch, so 1 + max_retries stays a hard limit
+                self._attempt_failed(attempt_id, att, reason, out)
 
     def _end_attempt(self, attempt_id: int, att: _Attempt, *, slot_alive: bool) -> None:
         att.done = True
         self._jobs[att.job_id].running.discard(attempt_id)
         state = self._slots.get(att.slot)
-        if state is not None and state.attempt == attempt_id:
-            state.attempt = None
-            if slot_alive and self._hosts[att.slot[0]].quarantined:
-                del self._slots[att.slot]
-            elif slot_alive:
-                state.idle = True
-                self._free.append(att.slot)
+        if state is not None and attempt_id in state.attempts:
+            head = state.attempts[0] == attempt_id
+            state.attempts.remove(attempt_id)
+            if not slot_alive and (head or att.started):  # (runs may arrive out of order)
+                state.dying = True  # what is queued behind it ends with the worker
+            elif head and state.attempts:  # the agent starts the next one now
+                nxt = self._attempts[state.attempts[0]]
+                if nxt.deadline is None and self.timeout is not None:
+                    nxt.deadline = self._now + self.timeout + self.deadline_grace
+            if not state.dying and not state.attempts:
+                if self._hosts[att.slot[0]].quarantined:
+                    del self._slots[att.slot]
+                else:
+                    state.idle = True
+                    self._free.append(att.slot)
+            self._sync_room(att.slot, state)
         del self._attempts[attempt_id]
         self._ended[attempt_id] = att.job_id
 
     def _attempt_failed(self, attempt_id: int, att: _Attempt, reason: Reason, out: list) -> None:
         job = self._jobs[att.job_id]
+        if reason is Reason.NOT_STARTED:
+            self._not_started(attempt_id, att, out)
+            return
         if reason.host_fault:
             self._host_failed(att.slot[0], out)
         job.failed_hosts.add(att.slot[0])
@@ -343,6 +398,18 @@ class Scheduler:
             self.failed_jobs += 1
             self._check_halt(out)
 
+    def _not_started(self, attempt_id: int, att: _Attempt, out: list) -> None:
+        """The attempt never started: it was no launch; the job goes back to the queue."""
+        job = self._jobs[att.job_id]
+        job.launches -= 1
+        requeue = not job.state.final and not job.running and self._stopping is None
+        out.append(AttemptEnded(attempt_id, att.job_id, Reason.NOT_STARTED, requeue))
+        if requeue:
+            job.state = JobState.PENDING
+            self._pending.appendleft(att.job_id)
+        elif not job.state.final and not job.running:
+            self._give_up(att.job_id, JobState.CANCELLED, self._stopping or "cancelled", out)
+
     def _host_failed(self, name: str, out: list) -> None:
         host = self._hosts[name]
         host.fail_streak += 1
@@ -360,7 +427,8 @@ class Scheduler:
         out.append(QuarantineHost(name, reason))
         for slot in [s for s in self._slots if s[0] == name]:
             state = self._slots[slot]
-            if state.idle:  # busy slots finish their attempt, then go
+            self._room_del(slot)
+            if state.idle:  # busy slots finish their attempts, then go
                 self._slots.pop(slot)
                 self._free.remove(slot)
         self._check_hosts(out)
@@ -395,6 +463,48 @@ class Scheduler:
                 continue
             self._pending.popleft()
             self._launch(now, job_id, slot, state, out)
+        if not self._pending or not self._room or self._connecting() or not self._short():
+            return
+        while self._pending and self._room:  # no idle slot: queue behind busy ones
+            job_id = self._pending[0]
+            slot = self._room[self._pick(self._room, self._jobs[job_id].failed_hosts)]
+            state = self._slots[slot]
+            if not self._fits(now, state):
+                self._room_del(slot)
+                continue
+            self._pending.popleft()
+            self._launch(now, job_id, slot, state, out)
+
+    def _short(self) -> bool:
+        """Jobs are short enough for prefetch to pay (a round trip is a fair part of one)
+        and for a job queued behind another to lose little."""
+        if self.prefetch_below is None:
+            return True
+        return self._typical is not None and self._typical < self.prefetch_below
+
+    def _connecting(self) -> bool:
+        if self._all_heard:
+            return False
+        self._all_heard = all(h.heard for h in self._hosts.values())
+        return not self._all_heard
+
+    def _sync_room(self, slot: Slot, state: _SlotState) -> None:
+        if (0 < len(state.attempts) <= self.prefetch and not state.dying
+                and not self._hosts[slot[0]].quarantined):
+            if slot not in self._room_at:
+                self._room_at[slot] = len(self._room)
+                self._room.append(slot)
+        else:
+            self._room_del(slot)
+
+    def _room_del(self, slot: Slot) -> None:
+        index = self._room_at.pop(slot, None)
+        if index is None:
+            return
+        last = self._room.pop()
+        if index < len(self._room):
+            self._room[index] = last
+            self._room_at[last] = index
 
     def _fits(self, now: float, state: _SlotState) -> bool:
         needed = self.timeout if self.timeout is not None else 0.0
@@ -402,15 +512,20 @@ class Scheduler:
 
     def _pick_slot(self, avoid: set[str]) -> Slot:
         free = self._free
-        index = self._rng.randrange(len(free))
-        if avoid and free[index][0] in avoid:
-            better = [i for i, s in enumerate(free) if s[0] not in avoid]
-            if better:
-                index = self._rng.choice(better)
+        index = self._pick(free, avoid)
         slot = free[index]
         free[index] = free[-1]
         free.pop()
         return slot
+
+    def _pick(self, pool: list[Slot], avoid: set[str]) -> int:
+        """A random index into ``pool``, preferring slots on hosts not in ``avoid``."""
+        index = self._rng.randrange(len(pool))
+        if avoid and pool[index][0] in avoid:
+            better = [i for i, s in enumerate(pool) if s[0] not in avoid]
+            if better:
+                index = self._rng.choice(better)
+        return index
 
     def _launch(self, now: float, job_id: int, slot: Slot, state: _SlotState, out: list) -> None:
         attempt_id = self._next_attempt
@@ -419,10 +534,13 @@ class Scheduler:
         job.launches += 1
         job.state = JobState.RUNNING
         job.running.add(attempt_id)
-        deadline = None if self.timeout is None else now + self.timeout + self.deadline_grace
+        deadline = None  # a queued attempt's deadline is set when it starts
+        if self.timeout is not None and not state.attempts:
+            deadline = now + self.timeout + self.deadline_grace
         self._attempts[attempt_id] = _Attempt(job_id, slot, deadline, now)
         state.idle = False
-        state.attempt = attempt_id
+        state.attempts.append(attempt_id)
+        self._sync_room(slot, state)
         out.append(Launch(attempt_id, job_id, slot, job.launches))
 
     def _check_finished(self, out: list) -> None:

@@ -78,8 +78,11 @@ def _load_file(spec: str, where: str):
         module_spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(name, None)
+        hint = ""
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "mrjob":
+            hint = "; it is a mrjob job: pip install 'sshmr[mrjob]' where you run sshmr"
         raise TargetError(f"TARGET {spec!r}: importing {where} failed: "
-                          f"{type(exc).__name__}: {exc}") from None
+                          f"{type(exc).__name__}: {exc}{hint}") from None
     finally:
         sys.path.remove(str(path.parent))
     return module, Code(name, "", {f"{name}.py": path.read_bytes()})

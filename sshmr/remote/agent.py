@@ -1,13 +1,17 @@
 """The host agent: one per host per run, started over one SSH channel (stdlib only).
 
 It forks one :class:`Worker` per slot (each in its own session), routes ``run`` messages
-to them, enforces each attempt's timeout and each worker's ``max_living`` with its own
-clock, kills a worker's whole process group (TERM, then KILL after a grace, then any
-process still carrying the worker's token in its environment or its process name), sends
-heartbeats and watches the master's. If it loses the master (EOF, a write that cannot
-complete, or no heartbeat for ``master_grace``) it starts no new worker and no new job,
-kills idle workers (also those still in ``setup()``), lets running jobs finish within
-their limits (their results are committed to disk; ``SIGALRM`` bounds the wait) and exits.
+to them (a ``run`` for a busy slot waits in that slot's queue, and starts as soon as the
+running job ends: the agent reports ``ack`` before it hands a job to the worker, and ends
+queued jobs that never started with status ``not_started``), batches what it sends to the
+master (one write per turn of its loop), enforces each attempt's timeout (from its start)
+and each worker's ``max_living`` with its own clock, kills a worker's whole process group
+(TERM, then KILL after a grace, then any process still carrying the worker's token in its
+environment or its process name), sends heartbeats and watches the master's. If it loses
+the master (EOF, a write that cannot complete, or no heartbeat for ``master_grace``) it
+starts no new worker and no new job (queued ones are dropped), kills idle workers (also
+those still in ``setup()``), lets running jobs finish within their limits (their results
+are committed to disk; ``SIGALRM`` bounds the wait) and exits.
 
 Nothing it starts outlives it, by construction rather than by timing (see ``procs``):
 every kill goes to the worker's pid as well as its group (a worker not yet in its own
@@ -40,7 +44,7 @@ from .worker import ALARM_MARGIN, Worker
 
 class _Slot:
     __slots__ = ("index", "pid", "rfd", "wfd", "buf", "token", "expires", "attempt",
-                 "deadline", "kill_reason", "kill_at", "up", "error", "tb")
+                 "deadline", "kill_reason", "kill_at", "up", "error", "tb", "queue")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -56,6 +60,7 @@ class _Slot:
         self.up = False
         self.error: Optional[str] = None  # why setup() failed
         self.tb: Optional[str] = None
+        self.queue: List[Dict[str, Any]] = []  # run messages waiting for the running job
 
 
 class Agent:
@@ -70,6 +75,7 @@ class Agent:
         self.sel = selectors.DefaultSelector()
         self.out_fd = -1
         self.inbuf = b""
+        self.outbuf: List[bytes] = []  # messages for the master, written once per turn
         self.master_lost = False
         self.exiting = False
         self.last_heard = self.last_sent = time.monotonic()
@@ -94,13 +100,16 @@ class Agent:
         self.sel.register(0, selectors.EVENT_READ, None)
         self._send({"t": "ready", "pid": os.getpid(), "v": protocol.PROTOCOL_VERSION,
                     "cpus": os.cpu_count() or 1, "python": sys.version.split()[0]})
+        self._flush()
         try:
             while not (self.exiting and not self._live()):
                 if self.master_lost and not self._live():
                     break
                 self._step()
+                self._flush()
         finally:
             self._kill_all("exit")
+            self._flush()
         return 0
 
     def _step(self) -> None:
@@ -170,20 +179,13 @@ class Agent:
         kind = msg["t"]
         if kind == "run":
             s = self.slots.get(msg["slot"])
-            if (s is None or not s.up or s.attempt is not None or s.kill_reason
-                or self.master_lost or self.exiting):
-                self._send({"t": "done", "a": msg["a"], "status": "worker_died",
-                            "error": "slot %s has no idle worker" % msg["slot"]})
-                return
-            s.attempt = msg["a"]
-            timeout = msg.get("timeout")
-            s.deadline = time.monotonic() + timeout if timeout else float("inf")
-            try:
-                _write(s.wfd, protocol.encode(msg))
-            except OSError:
-                self._kill(s, "worker_died")
-                return
-            self._send({"t": "ack", "a": msg["a"]})
+            if s is None or not s.up or s.kill_reason or self.master_lost or self.exiting:
+                self._send({"t": "done", "a": msg["a"], "status": "not_started",
+                            "error": "slot %s has no worker" % msg["slot"]})
+            elif s.attempt is not None:
+                s.queue.append(msg)
+            else:
+                self._begin(s, msg)
         elif kind == "start":
             self._start(msg["slot"])
         elif kind == "key":
@@ -192,6 +194,10 @@ class Agent:
             for s in self.slots.values():
                 if s.attempt == msg["a"] and s.kill_reason is None:
                     self._kill(s, msg.get("reason", "killed"))
+                for queued in [q for q in s.queue if q["a"] == msg["a"]]:
+                    s.queue.remove(queued)  # never started: the worker stays
+                    self._send({"t": "done", "a": msg["a"], "q": True,
+                                "status": msg.get("reason", "killed")})
         elif kind == "retire":
             s = self.slots.get(msg["slot"])
             if s is not None and s.pid and s.kill_reason is None:
@@ -205,6 +211,18 @@ class Agent:
             if msg.get("cleanup"):
                 shutil.rmtree(self.run_dir, ignore_errors=True)
 
+    def _begin(self, s: _Slot, msg: Dict[str, Any]) -> None:
+        """Hand ``msg`` to the slot's idle worker; the master hears "ack" before it runs."""
+        s.attempt = msg["a"]
+        timeout = msg.get("timeout")
+        s.deadline = time.monotonic() + timeout if timeout else float("inf")
+        self._send({"t": "ack", "a": msg["a"]})
+        self._flush()
+        try:
+            _write(s.wfd, protocol.encode(msg))
+        except OSError:
+            self._kill(s, "worker_died")
+
     def _lose_master(self) -> None:
         """No new workers or jobs; running jobs finish within their limits; then exit.
 
@@ -216,6 +234,7 @@ class Agent:
             return
         self.master_lost = True
         for s in self.slots.values():
+            s.queue = []  # never started, and no one to tell
             if s.pid and s.attempt is None and s.kill_reason is None:
                 self._kill(s, "retired")
         now = time.monotonic()
@@ -314,6 +333,8 @@ class Agent:
                     self._send(msg)
                     if self.master_lost:
                         self._kill(s, "retired")
+                    elif s.queue:
+                        self._begin(s, s.queue.pop(0))
 
     def _kill(self, s: _Slot, reason: str) -> None:
         s.kill_reason = reason
@@ -348,6 +369,10 @@ class Agent:
             self._send({"t": "done", "a": s.attempt, "status": reason, "exit": code,
                         "out": protocol.read_tail(os.path.join(adir, "stdout")),
                         "err": protocol.read_tail(os.path.join(adir, "stderr"))})
+        for queued in s.queue:
+            self._send({"t": "done", "a": queued["a"], "status": "not_started",
+                        "error": "its worker ended (%s) before it started" % reason})
+        s.queue = []
         self._send({"t": "down", "slot": s.index, "reason": reason, "exit": code,
                     "error": s.error, "tb": s.tb})
         s.pid = 0
@@ -376,11 +401,21 @@ class Agent:
     # ---------------------------------------------------------------- output
 
     def _send(self, msg: Dict[str, Any]) -> None:
+        """Queue ``msg`` for the master (written by ``_flush``, at the latest at the end of
+        this turn of the loop)."""
         self.last_sent = time.monotonic()
+        if not self.master_lost:
+            self.outbuf.append(protocol.encode(msg))
+
+    def _flush(self) -> None:
+        if not self.outbuf:
+            return
+        data = b"".join(self.outbuf)
+        self.outbuf = []
         if self.master_lost:
             return
         try:
-            _write(self.out_fd, protocol.encode(msg), self.master_grace)
+            _write(self.out_fd, data, self.master_grace)
         except OSError:
             self._lose_master()
 

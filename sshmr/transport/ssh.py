@@ -108,6 +108,8 @@ class SshTransport(Transport):
         where = f"{h.user}@{h.hostname}:{h.port}"
         sock = self._jump_channel() if h.proxy_jump else self._socket()
         t = self._pending = paramiko.Transport(sock)  # close() may abort it from now on
+        opts = t.get_security_options()  # AES-GCM first: no separate MAC, about 30 % less
+        opts.ciphers = tuple(sorted(opts.ciphers, key=lambda c: "-gcm@" not in c))  # CPU/MiB
         t.banner_timeout = h.connect_timeout
         t.handshake_timeout = h.connect_timeout
         t.auth_timeout = h.connect_timeout
@@ -321,20 +323,31 @@ class SshTransport(Transport):
         return True
 
     def makedirs(self, path: str, mode: int = 0o700) -> None:
+        """mkdir -p in few round trips: the common cases (an attempt's dir, whose parent
+        exists; a workdir that exists) take one or two."""
         parts = path.rstrip("/").split("/")
-        for i in range(2, len(parts) + 1):
+        try:
+            self._call("mkdir", path, mode)
+            return
+        except OSError:
+            pass  # it exists already, or a parent is missing
+        missing = []
+        for i in range(len(parts), 1, -1):  # up to the deepest directory that exists
             sub = "/".join(parts[:i])
             try:
                 st = self._call("stat", sub)
-            except FileNotFoundError:
-                try:
-                    self._call("mkdir", sub, mode)
-                except OSError:
-                    if not self.exists(sub):
-                        raise
+            except OSError:  # missing (or under a file: found further up)
+                missing.append(sub)
                 continue
             if not stat.S_ISDIR(st.st_mode or 0):
                 raise NotADirectoryError(sub)
+            break
+        for sub in reversed(missing):
+            try:
+                self._call("mkdir", sub, mode)
+            except OSError:
+                if not self.exists(sub):
+                    raise
 
     def rename(self, src: str, dst: str) -> None:
         self._call("rename", src, dst)

@@ -124,7 +124,7 @@ def test_a_forced_interrupt_ends_the_attempts_in_flight(tmp_path):
     master._drain = drain
     with pytest.raises(KeyboardInterrupt):
         master.run(up)
-    assert sum(b'"t":"run"' in m for m in host.sent) == 2 and host.shut_down
+    assert sum(m.count(b'"t":"run"') for m in host.sent) == 2 and host.shut_down
     rows = journal.attempts()
     assert [(r["id"], r["state"], r["reason"]) for r in rows] == [
         (1, "FAILED", "cancelled"), (2, "FAILED", "cancelled")]

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from checks import FAST, assert_nothing_lost, attempts_of  # noqa: E402
 from helpers import write_inventory  # noqa: E402
-from jobs_mr import Faulty  # noqa: E402
+from jobs_mr import Faulty, SlowMaps  # noqa: E402
 from mrcheck import make_text, read_output  # noqa: E402
 
 import sshmr  # noqa: E402
@@ -69,7 +69,9 @@ def test_worker_killed_during_reduce(cluster, tmp_path):
 def test_host_killed_after_its_map_tasks_committed_before_the_shuffle(fresh_cluster, tmp_path):
     c = fresh_cluster(2)
     inputs, expected = _inputs(tmp_path, "plain words at the end")
-    inv = write_inventory(c, tmp_path / "inv.yaml", slots=2)
+    # one slot per host and map tasks of 0.3 s or more: host 1 alone would need seconds for
+    # them, so host 0 is up and gets map tasks however late it connects
+    inv = write_inventory(c, tmp_path / "inv.yaml", slots=1)
     killed = []
 
     def progress(line: str) -> None:
@@ -77,8 +79,8 @@ def test_host_killed_after_its_map_tasks_committed_before_the_shuffle(fresh_clus
             killed.append(line)
             c.kill_host(0)
 
-    result = sshmr.run(Faulty(), inputs, output=str(tmp_path / "out"), reducers=4,
-                       split="bytes:16K", inventory=str(inv), runs_dir=str(tmp_path / "runs"),
+    result = sshmr.run(SlowMaps(), inputs, output=str(tmp_path / "out"), reducers=4,
+                       split="bytes:4K", inventory=str(inv), runs_dir=str(tmp_path / "runs"),
                        max_retries=2, progress=progress, **FAST)
     assert killed, "the shuffle never started"
     assert result.ok, result.message

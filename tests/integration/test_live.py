@@ -123,7 +123,8 @@ def test_results_failed_and_show(tmp_path):
 
 def test_not_a_terminal_host_and_failure_lines_then_status_json(cluster, tmp_path):
     inv = write_inventory(cluster, tmp_path / "inv.yaml", hosts=[0, 1], slots=2)
-    inputs = _inputs(tmp_path / "in.txt", 12, 0.05, fail_every=4)
+    # 0.5 s jobs: one host alone would need 3 s, so both are up before the run ends
+    inputs = _inputs(tmp_path / "in.txt", 12, 0.5, fail_every=4)
     proc = sshmr_cli("run", "-i", str(inv), SLOW, str(inputs), "--max-retries", "0", "--json",
                      cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
@@ -138,7 +139,7 @@ def test_not_a_terminal_host_and_failure_lines_then_status_json(cluster, tmp_pat
     assert len(failures) == 3, lines
     for job, line in zip((4, 8, 12), sorted(failures, key=lambda x: int(x.split()[2])),
                          strict=True):
-        m = re.fullmatch(rf"sshmr: job {job} FAILED: {ERROR} 0\.05s \(host (\S+), 1 attempt\)",
+        m = re.fullmatch(rf"sshmr: job {job} FAILED: {ERROR} 0\.5s \(host (\S+), 1 attempt\)",
                          line)
         assert m and m.group(1) in addresses, line
     assert len(lines) == 2 + 3 + 1, lines  # host lines, failure lines, where to read them

@@ -106,6 +106,15 @@ class Faulty(MapReduce):
         yield key, sum(values)
 
 
+class SlowMaps(Faulty):
+    """Faulty whose map tasks take a while, so that every host gets some."""
+
+    def mapper_init(self):
+        import time
+
+        time.sleep(0.3)
+
+
 def _die_once(where, phase):
     marker = os.path.join(where, "died-" + phase)
     try:

@@ -1054,3 +1054,275 @@ def test_speculation_is_refused_with_max_retries_0_and_respects_the_launch_budge
         if launch.job_id != 1:
             sim.ok(launch)
     assert not [x for x in of(sim.tick(50.0), Launch) if x.job_id == 1]  # 2 launches: no copy
+
+
+# ------------------------------------------------------------------- prefetch
+
+
+def prefetched(hosts=("a",), slots=2, jobs=10, **options) -> tuple[Sim, list[Launch]]:
+    """A Sim with ``prefetch`` 2 (unless given), its hosts up, ``jobs`` jobs added."""
+    options.setdefault("prefetch", 2)
+    options.setdefault("prefetch_below", None)  # whatever the durations (see the gate test)
+    sim = Sim(hosts, **options)
+    sim.add(*range(1, jobs + 1))
+    out: list = []
+    for host in hosts:
+        out += sim.up(host, slots)
+    return sim, of(out, Launch)
+
+
+def heads(launches: list[Launch]) -> dict[tuple[str, int], Launch]:
+    """The first launch to each slot (the one its worker runs first)."""
+    first: dict = {}
+    for launch in launches:
+        first.setdefault(launch.slot, launch)
+    return first
+
+
+@pytest.mark.parametrize("slots, jobs, prefetch, max_retries, launched, per_slot", [
+    (2, 10, 2, 3, 6, 3),  # each of 2 slots: 1 running + 2 queued
+    (2, 3, 2, 3, 3, 2),  # fewer jobs than room: idle slots are filled first
+    (2, 10, 0, 3, 2, 1),  # no prefetch: one attempt per slot
+    (2, 10, 2, 0, 2, 1),  # max_retries 0: never any prefetch
+    (3, 10, 1, 1, 6, 2),
+])
+def test_prefetch_queues_jobs_behind_busy_slots(slots, jobs, prefetch, max_retries, launched,
+                                                per_slot) -> None:
+    sim, launches = prefetched(slots=slots, jobs=jobs, prefetch=prefetch,
+                               max_retries=max_retries)
+    assert len(launches) == launched
+    assert max(Counter(a.slot for a in launches).values()) == per_slot
+    assert len(heads(launches)) == min(slots, jobs)  # every slot busy before any queueing
+    assert launches[:min(slots, jobs)] == list(heads(launches).values())
+    assert all(a.number == 1 for a in launches)
+
+
+def test_prefetch_refills_a_slot_as_its_running_attempt_ends() -> None:
+    sim, launches = prefetched(slots=1, jobs=5)
+    assert [a.job_id for a in launches] == [1, 2, 3]
+    out = sim.ok(launches[0])
+    assert of(out, Commit) == [Commit(launches[0].attempt_id, 1)]
+    assert [(a.job_id, a.slot) for a in of(out, Launch)] == [(4, ("a", 0))]
+    run_out(sim, launches[1:] + of(out, Launch))
+    assert sim.check(range(1, 6)) == {j: JobState.SUCCEEDED for j in range(1, 6)}
+
+
+@pytest.mark.parametrize("agent_reports", [True, False])
+@pytest.mark.parametrize("lose, reason", [
+    (lambda sim, slot: sim.handle(HostDown(slot[0], "eof")), Reason.HOST_LOST),
+    (lambda sim, slot: sim.handle(SlotDown(slot, "worker_died")), Reason.WORKER_DIED),
+])
+def test_only_attempts_the_agent_says_it_never_started_are_no_launch(lose, reason,
+                                                                    agent_reports) -> None:
+    sim, launches = prefetched(hosts=("a", "b"), slots=1, jobs=6, max_retries=1)
+    on_a = [a for a in launches if a.slot == ("a", 0)]
+    assert len(on_a) == 3
+    sim.handle(AttemptStarted(on_a[0].attempt_id))  # only the first one started
+    out = []
+    if agent_reports and reason is Reason.WORKER_DIED:  # as the agent does when it reaps
+        out += sim.fail(on_a[0], Reason.WORKER_DIED, slot_alive=False)
+        for queued in on_a[1:]:
+            out += sim.fail(queued, Reason.NOT_STARTED, slot_alive=False)
+    out += lose(sim, ("a", 0))
+    ended = {e.attempt_id: e for e in of(out, AttemptEnded)}
+    assert ended[on_a[0].attempt_id] == AttemptEnded(on_a[0].attempt_id, on_a[0].job_id,
+                                                     reason, True)
+    certain = agent_reports and reason is Reason.WORKER_DIED
+    for queued in on_a[1:]:  # without the agent's word, it may have started: a launch
+        assert ended[queued.attempt_id] == AttemptEnded(
+            queued.attempt_id, queued.job_id, Reason.NOT_STARTED if certain else reason, True)
+    assert of(out, GiveUp) == []
+    run_out(sim, [a for a in launches if a.slot != ("a", 0)] + of(out, Launch))
+    first_ids = {x.attempt_id for x in launches}
+    relaunched = {a.job_id: a.number for a in sim.launches() if a.attempt_id not in first_ids}
+    assert relaunched[on_a[0].job_id] == 2
+    for queued in on_a[1:]:
+        assert relaunched[queued.job_id] == (1 if certain else 2)
+    assert {states[0] for states in sim.finals().values()} == {JobState.SUCCEEDED}
+    assert set(sim.finals()) == set(range(1, 7))
+
+
+def test_without_prefetch_a_lost_unacknowledged_attempt_still_counts() -> None:
+    sim, launches = prefetched(hosts=("a",), slots=1, jobs=1, max_retries=0)
+    out = sim.handle(HostDown("a", "eof"))
+    assert one(out, GiveUp).state is JobState.UNKNOWN  # it may have started: never twice
+
+
+def test_agent_reports_a_queued_attempt_not_started() -> None:
+    sim, launches = prefetched(slots=1, jobs=3, max_retries=0, prefetch=2)
+    assert len(launches) == 1  # max_retries 0: nothing queued
+    sim, launches = prefetched(slots=1, jobs=3, max_retries=2)
+    head, queued = launches[0], launches[2]
+    out = sim.fail(queued, Reason.NOT_STARTED, slot_alive=True)  # dequeued by the agent
+    assert out == [AttemptEnded(queued.attempt_id, queued.job_id, Reason.NOT_STARTED, True),
+                   Launch(out[1].attempt_id, queued.job_id, ("a", 0), 1)]
+    assert sim.ok(head)[0] == Commit(head.attempt_id, head.job_id)  # the head was untouched
+
+
+def test_head_worker_dies_queued_attempts_wait_for_the_slot_and_are_requeued() -> None:
+    sim, launches = prefetched(hosts=("a", "b"), slots=1, jobs=6, max_retries=1)
+    on_a = [a for a in launches if a.slot == ("a", 0)]
+    sim.handle(AttemptStarted(on_a[0].attempt_id))
+    out = sim.fail(on_a[0], Reason.WORKER_DIED, slot_alive=False)
+    assert one(out, AttemptEnded).reason is Reason.WORKER_DIED
+    assert of(out, Launch) == []  # the dying slot takes nothing; b is full
+    out = sim.fail(on_a[1], Reason.NOT_STARTED, slot_alive=False)  # the agent drains it
+    assert one(out, AttemptEnded).retry is True and of(out, Launch) == []
+    out = sim.handle(SlotDown(("a", 0), "worker_died"))  # (no word on the last one)
+    assert one(out, AttemptEnded) == AttemptEnded(on_a[2].attempt_id, on_a[2].job_id,
+                                                  Reason.WORKER_DIED, True)
+    assert of(out, StartSlot) == [StartSlot(("a", 0))]
+
+
+def test_a_running_attempt_times_out_from_its_start_not_its_dispatch() -> None:
+    sim = Sim(("a",), timeout=10, deadline_grace=2, prefetch=1, max_retries=1,
+              prefetch_below=None)
+    sim.now = 100.0
+    sim.add(1, 2)
+    head, queued = of(sim.up("a", 1), Launch)
+    assert sim.sched.next_deadline() == 112.0  # the head's, from its launch
+    sim.handle(AttemptStarted(head.attempt_id), now=101.0)
+    assert sim.sched.next_deadline() == 113.0  # from its start; the queued one has none
+    out = sim.tick(113.0)
+    assert out[0] == Kill(head.attempt_id, ("a", 0), Reason.TIMEOUT)
+    out = sim.fail(queued, Reason.NOT_STARTED, slot_alive=False)  # the agent, as it reaps
+    assert of(out, AttemptEnded) == [AttemptEnded(queued.attempt_id, 2, Reason.NOT_STARTED,
+                                                  True)]
+    sim.handle(SlotDown(("a", 0), "timeout"))
+    assert sim.sched.next_deadline() is None
+
+
+@pytest.mark.parametrize("started_at, deadline", [(None, 112.0), (103.0, 115.0)])
+def test_a_queued_attempt_times_out_from_its_start(started_at, deadline) -> None:
+    sim = Sim(("a",), timeout=10, deadline_grace=2, prefetch=1, max_retries=1,
+              prefetch_below=None)
+    sim.add(1, 2)
+    head, queued = of(sim.up("a", 1), Launch)
+    sim.handle(AttemptSucceeded(head.attempt_id), now=100.0)
+    assert sim.sched.next_deadline() == 112.0  # set when it became the head
+    if started_at is not None:
+        sim.handle(AttemptStarted(queued.attempt_id), now=started_at)
+    assert sim.sched.next_deadline() == deadline
+    assert sim.tick(deadline - 0.01) == []
+    assert one(sim.tick(deadline), Kill).attempt_id == queued.attempt_id
+
+
+def test_cancel_with_queued_attempts_kills_each_and_cancels_their_jobs() -> None:
+    sim, launches = prefetched(slots=2, jobs=10)
+    out = sim.handle(CancelRequested())
+    assert {k.attempt_id for k in of(out, Kill)} == {a.attempt_id for a in launches}
+    assert sim.check(range(1, 11)) == {j: JobState.CANCELLED for j in range(1, 11)}
+
+
+def test_prefetch_stops_at_a_quarantined_host() -> None:
+    sim, launches = prefetched(hosts=("a", "b"), slots=1, jobs=20, max_retries=5,
+                               quarantine_after=1)
+    on_a = [a for a in launches if a.slot == ("a", 0)]
+    out = sim.fail(on_a[0], Reason.SYSTEM)  # a host fault: a is quarantined
+    assert one(out, QuarantineHost).host == "a"
+    assert all(a.slot[0] == "b" for a in of(out, Launch))
+    out = sim.ok(on_a[1])
+    assert all(a.slot[0] == "b" for a in of(out, Launch))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_runs_with_prefetch_keep_the_invariants(seed: int) -> None:
+    """Heads end at random (ok, error, worker death, host loss); the agents start the next
+    queued attempt (AttemptStarted) as a head ends; every job ends exactly once, with at
+    most 1 + max_retries *started* attempts."""
+    rng = random.Random(seed)
+    hosts = {"a": 2, "b": 1, "c": 3}
+    sim = Sim(tuple(hosts), seed=seed, prefetch=rng.choice([1, 2, 3]), max_retries=2,
+              timeout=50.0, deadline_grace=1.0, prefetch_below=None)
+    slots: dict[tuple[str, int], list[int]] = {}  # what the agent holds, in order
+    started: set[int] = set()
+    launched: dict[int, Launch] = {}
+    down: dict[str, float] = {}
+
+    def apply(out: list) -> None:
+        for a in out:
+            if isinstance(a, Launch):
+                launched[a.attempt_id] = a
+                slots.setdefault(a.slot, []).append(a.attempt_id)
+            elif isinstance(a, (AttemptEnded, Commit, Discard)):
+                for q in slots.values():
+                    if a.attempt_id in q:
+                        q.remove(a.attempt_id)
+            elif isinstance(a, StartSlot):
+                apply(sim.handle(SlotUp(a.slot, INF)))
+            elif isinstance(a, ReconnectHost):
+                down[a.host] = a.at
+
+    apply(sim.add(*range(1, 151)))
+    for host, n in hosts.items():
+        apply(sim.handle(HostUp(host, n)))  # apply() answers each StartSlot with SlotUp
+    for _ in range(5000):
+        if of(sim.log, Finished):
+            break
+        busy = [s for s, q in slots.items() if q and s[0] not in down]
+        for s in busy:
+            if slots[s][0] not in started:
+                started.add(slots[s][0])
+                apply(sim.handle(AttemptStarted(slots[s][0])))
+        roll = rng.random()
+        sim.now += 0.01
+        if busy and roll < 0.8:
+            s = rng.choice(busy)
+            if slots[s]:
+                aid = slots[s][0]
+                apply(sim.handle(AttemptSucceeded(aid)) if roll < 0.65 else
+                      sim.handle(AttemptFailed(aid, Reason.ERROR, True)))
+        elif busy and roll < 0.9:  # a worker dies; its agent reports as it reaps it
+            s = rng.choice(busy)
+            dead = list(slots.pop(s))
+            apply(sim.handle(AttemptFailed(dead[0], Reason.WORKER_DIED, False)))
+            for queued in dead[1:]:
+                if rng.random() < 0.7:  # else the report is lost with the slot
+                    apply(sim.handle(AttemptFailed(queued, Reason.NOT_STARTED, False)))
+            apply(sim.handle(SlotDown(s, "worker_died")))
+            assert all(sim.sched._attempts.get(x) is None for x in dead)
+        elif roll < 0.95:
+            host = rng.choice(sorted(set(hosts) - set(down)) or ["a"])
+            if host not in down:
+                for s in [s for s in slots if s[0] == host]:
+                    del slots[s]
+                apply(sim.handle(HostDown(host, "eof")))
+        for host, at in list(down.items()):
+            if sim.now >= at:
+                del down[host]
+                apply(sim.handle(HostUp(host, hosts[host])))
+        apply(sim.handle(Tick()))
+    assert of(sim.log, Finished), "the run did not finish"
+    finals = sim.finals()
+    assert set(finals) == set(range(1, 151))
+    assert all(len(states) == 1 for states in finals.values())
+    per_job = Counter(launched[a].job_id for a in started if a in launched)
+    assert max(per_job.values()) <= 1 + sim.max_retries
+    assert max(Counter(c.job_id for c in of(sim.log, Commit)).values()) <= 1
+    assert sim.sched.running == 0 and sim.sched.pending == 0
+    reasons = Counter(e.reason for e in of(sim.log, AttemptEnded))
+    assert reasons[Reason.NOT_STARTED] and reasons[Reason.HOST_LOST], reasons
+
+
+def test_no_prefetch_while_a_host_is_still_connecting() -> None:
+    sim = Sim(("a", "b", "c"), prefetch=2, prefetch_below=None)
+    sim.add(*range(1, 21))
+    first = of(sim.up("a", 2), Launch)
+    assert len(first) == 2  # b and c have not come up yet: a takes no more than it runs
+    assert len(of(sim.up("b", 2), Launch)) == 2
+    out = sim.handle(HostDown("c", "cannot connect"))  # c failed: every host was heard of
+    assert Counter(a.slot[0] for a in of(out, Launch)) == {"a": 4, "b": 4}
+
+
+def test_prefetch_only_once_jobs_are_known_to_be_short() -> None:
+    sim = Sim(("a",), prefetch=2, prefetch_below=1.0)
+    sim.add(*range(1, 11))
+    first = one(sim.up("a", 1), Launch)  # no duration known yet: nothing queued
+    sim.handle(AttemptStarted(first.attempt_id), now=0.0)
+    out = sim.handle(AttemptSucceeded(first.attempt_id), now=0.2)  # a short one
+    two, three, four = of(out, Launch)  # the next one, and two queued behind it
+    sim.handle(AttemptStarted(two.attempt_id), now=0.2)
+    out = sim.handle(AttemptSucceeded(two.attempt_id), now=20.2)  # a long one
+    assert sim.sched._typical > 1.0 and of(out, Launch) == []  # no more queueing
+    assert of(sim.ok(three), Launch) == []
+    assert [a.job_id for a in of(sim.ok(four), Launch)] == [5]  # idle: the next one only
