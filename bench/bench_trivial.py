@@ -37,6 +37,7 @@ sys.path.insert(0, str(BENCH))
 from bench_jobs import Noop  # noqa: E402
 from helpers import write_inventory  # noqa: E402
 from sshd_cluster import SshdCluster  # noqa: E402
+from suite_env import session_members as _session_members  # noqa: E402
 
 import sshmr  # noqa: E402
 
@@ -270,21 +271,6 @@ def _run_in_own_session(cmd: list[str], stdin: str, env: dict) -> tuple[str, str
             for pid in _session_members(sid):  # ssh ControlMasters it may have left
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-
-
-def _session_members(sid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            data = Path(f"/proc/{entry}/stat").read_bytes()
-            fields = data[data.rindex(b")") + 2:].split()
-        except (OSError, ValueError):
-            continue
-        if int(fields[3]) == sid and fields[0] not in (b"Z", b"X"):
-            found.append(int(entry))
-    return found
 
 
 # --------------------------------------------------------------------------- helpers
