@@ -37,6 +37,7 @@ sys.path.insert(0, str(BENCH))
 from bench_jobs import Noop  # noqa: E402
 from helpers import write_inventory  # noqa: E402
 from sshd_cluster import SshdCluster  # noqa: E402
+from suite_env import processes_mentioning  # noqa: E402
 from suite_env import session_members as _session_members  # noqa: E402
 
 import sshmr  # noqa: E402
@@ -91,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         with _deferred_signals():
             cluster.stop()
-            left = _processes_mentioning(str(root))
-            report["leftover_processes"] = [f"{pid} {cmd}" for pid, cmd in left]
+            left = processes_mentioning(str(root))
+            report["leftover_processes"] = left
             if left:
                 say("leftover processes: " + "; ".join(report["leftover_processes"]))
                 status = status or 1
@@ -274,22 +275,6 @@ def _run_in_own_session(cmd: list[str], stdin: str, env: dict) -> tuple[str, str
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _processes_mentioning(text: str) -> list[tuple[int, str]]:
-    """Live processes whose command line contains ``text`` (our unique temp dir)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = Path(f"/proc/{entry}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-        except (OSError, IndexError, UnicodeDecodeError):
-            continue
-        if text in cmd and state not in (b"Z", b"X"):
-            found.append((int(entry), cmd.strip()))
-    return found
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
