@@ -42,12 +42,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, help="stop after this long (rounds done are kept)")
     p.add_argument("--json", action="store_true", help="one JSON object as the last line")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--entries", default=",".join(ENTRY_POINTS),
+                   help="entry points taking turns (default: all of "
+                   f"{','.join(ENTRY_POINTS)})")
     args = p.parse_args(argv)
+    entries = [e for e in args.entries.split(",") if e]
+    if not entries or set(entries) - set(ENTRY_POINTS):
+        p.error(f"--entries: choose from {','.join(ENTRY_POINTS)}")
     for var in ("SSH_AUTH_SOCK", "SSH_AGENT_PID"):
         os.environ.pop(var, None)
     signal.signal(signal.SIGTERM, _interrupt)
     root = Path(tempfile.mkdtemp(prefix="sshmr-bench-orphans-"))
-    cluster = SshdCluster(root / "cluster", args.hosts)
+    cluster = SshdCluster(root / "cluster", args.hosts, own_homes=True)
     started = time.monotonic()
     stop_at = started + args.minutes * 60 if args.minutes else float("inf")
     stress = None
@@ -57,11 +63,15 @@ def main(argv: list[str] | None = None) -> int:
             for n in range(args.rounds):
                 if time.monotonic() >= stop_at:
                     break
-                r = stress.round(ENTRY_POINTS[n % len(ENTRY_POINTS)])
+                r = stress.round(entries[n % len(entries)])
                 if not r.ok or (n + 1) % 20 == 0:
                     print(f"round {r.number}/{args.rounds} {r.entry}: "
                           f"{'ok' if r.ok else 'FAILED'} ({time.monotonic() - started:.0f} s)",
                           flush=True)
+                if r.problem:
+                    print(f"    {r.problem}", flush=True)
+                for line in r.evidence:
+                    print(f"    {line}", flush=True)
     except KeyboardInterrupt:
         print("interrupted: the rounds done so far follow", file=sys.stderr)
     finally:

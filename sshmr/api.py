@@ -12,6 +12,7 @@ import json
 import os
 import queue
 import secrets
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -22,6 +23,7 @@ from typing import Any
 from . import scheduler as s
 from .bundle import Bundle, build_bundle
 from .config import RunConfig
+from .diskspace import local_disk_full, runs_dir_full
 from .errors import ConfigError, InputError, RunError, TargetError
 from .executor import JobExecutor
 from .hostsession import HostSession
@@ -99,6 +101,9 @@ def run(
         sched = _scheduler(config, [h.name for h in inv.hosts] if inv else ["local"])
         _execute(journal, run_dir, run_id, runs_dir, inv, config, bundle, sched,
                  [s.JobsAdded(tuple(range(1, count + 1)))], progress, result_key=key)
+    except (OSError, sqlite3.Error) as exc:
+        _raise_if_disk_full(exc, journal, run_dir)
+        raise
     finally:
         journal.close()
         lock.release()
@@ -118,13 +123,16 @@ def resume(
     A job dispatched with ``max_retries=0`` is never launched again: if its result is not
     on its host, it ends UNKNOWN. A second ``resume`` of a running run is refused.
     """
-    from .collect import collect_open_attempts
+    from .collect import collect_open_attempts, remove_run_dirs
 
     run_dir = find_run(runs_dir, run_id)
     lock = RunLock(run_dir)
     journal = Journal(run_dir)
     try:
         meta = journal.meta()
+        if "config" not in meta:  # its master died before the jobs were recorded
+            raise RunError(f"run {os.path.basename(run_dir)} stopped before its jobs were"
+                           " recorded; nothing to resume: start it again with 'sshmr run'")
         if meta.get("state") not in ("running", None):
             raise RunError(f"run {meta['run_id']} already ended ({meta['state']}); nothing to"
                            " resume")
@@ -136,6 +144,9 @@ def resume(
         sessions_for = _transports(inv, config, meta.get("runs_dir", runs_dir))
         collect_open_attempts(journal, sessions_for, meta["run_id"], config.max_retries,
                               config.inline_limit, progress)
+        if not meta.get("mapreduce") and not journal.db.execute(
+                "SELECT 1 FROM jobs WHERE state IN ('PENDING', 'RUNNING') LIMIT 1").fetchone():
+            remove_run_dirs(sessions_for, meta["run_id"])  # nothing to run: no agent will
         if meta.get("mapreduce"):  # continue at the step, phase and task where it stopped
             from .mrdriver import continue_mapreduce
 
@@ -155,10 +166,20 @@ def resume(
         _execute(journal, run_dir, meta["run_id"], meta.get("runs_dir", runs_dir), inv, config,
                  bundle, sched, [s.JobsAdded(())], progress, transports=sessions_for,
                  result_key=secrets.token_bytes(32) if meta.get("pickle_results") else None)
+    except (OSError, sqlite3.Error) as exc:
+        _raise_if_disk_full(exc, journal, run_dir)
+        raise
     finally:
         journal.close()
         lock.release()
     return load_run_result(run_dir)
+
+
+def _raise_if_disk_full(exc: BaseException, journal: Journal, run_dir: str) -> None:
+    """A journal or result write failed for want of space: stop with one clear line."""
+    if local_disk_full(exc, run_dir):
+        journal.abandon()
+        raise runs_dir_full(run_dir) from None
 
 
 def _scheduler(config: RunConfig, hosts: list[str], first_attempt_id: int = 1) -> s.Scheduler:
@@ -177,7 +198,7 @@ def _execute(journal: Journal, run_dir: str, run_id: str, runs_dir: str, inv: In
              result_key: bytes | None = None, record_state: bool = True) -> s.Finished:
     """Run the scheduler's jobs on the hosts until it finishes. With ``record_state``
     (a plain run) the run's final state, message and elapsed time go to the journal."""
-    started = time.time()
+    started = time.monotonic()  # elapsed time, immune to wall-clock steps
     events: queue.SimpleQueue = queue.SimpleQueue()
     agent_config = {"max_living": config.max_living, "hb_interval": config.heartbeat,
                     "master_grace": config.master_grace, "kill_grace": config.kill_grace,
@@ -196,7 +217,7 @@ def _execute(journal: Journal, run_dir: str, run_id: str, runs_dir: str, inv: In
         finished = s.Finished(finished.state, "no host usable: " + "; ".join(
             sorted(master.host_errors.values())))
     if record_state:
-        elapsed = float(journal.meta().get("elapsed_s") or 0.0) + time.time() - started
+        elapsed = float(journal.meta().get("elapsed_s") or 0.0) + time.monotonic() - started
         journal.set_meta(state=finished.state, message=finished.message, elapsed_s=elapsed)
     return finished
 

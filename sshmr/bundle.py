@@ -67,6 +67,7 @@ def build_bundle(code: Code, instance: object | None = None, state: str | None =
 
 def push_bundle(transport: Transport, bundle: Bundle, workdir: str) -> str:
     """Make sure ``workdir/code/<digest>`` holds the bundle; return that path."""
+    transport.mkdir_private(f"{workdir}/code")  # never a symbolic link planted there
     dest = f"{workdir}/code/{bundle.digest}"
     if transport.exists(f"{dest}/{COMPLETE}"):
         return dest

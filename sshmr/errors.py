@@ -12,7 +12,8 @@
     │   ├── AuthenticationFailed    no key was accepted, key file missing or unreadable
     │   ├── HostKeyUnknown          host not in known_hosts (fix: --accept-new-hosts)
     │   ├── HostKeyChanged          known_hosts has a different key (always fatal)
-    │   └── RemoteSetupFailed       python3 missing, workdir not writable, agent died
+    │   ├── RemoteSetupFailed       python3 missing, workdir not writable, agent died
+    │   └── HostDiskFull            no space left in the host's workdir (names the free space)
     ├── NoHostsAvailable            exit 3: every host is down or quarantined
     ├── ResultError                 a result that cannot be read or fails its checksum
     ├── JobFailed                   a job of a notebook call failed (``job``, ``item``,
@@ -20,6 +21,7 @@
     ├── RunError                    a run directory problem
     │   ├── RunNotFound             no such run in the runs dir
     │   ├── RunLocked               another master holds the run's lock
+    │   ├── RunsDirFull             no space left in the runs dir: the run stopped, resumable
     │   └── JobNotFound             no such job in the run (``sshmr show``)
     └── Cancelled                   exit 130: the run was interrupted or cancelled
 
@@ -82,6 +84,10 @@ class RemoteSetupFailed(HostError):
     """The host is reachable but cannot run workers (no python3, workdir, ...)."""
 
 
+class HostDiskFull(HostError):
+    """No space left on the device of the host's workdir: a host-caused failure."""
+
+
 class NoHostsAvailable(SshmrError):
     """Every host is down or quarantined; the run stops and can be resumed."""
 
@@ -135,6 +141,11 @@ class RunNotFound(RunError):
 
 class RunLocked(RunError):
     """Another master (run or resume) holds the run's lock."""
+
+
+class RunsDirFull(RunError):
+    """The master's runs dir has no space left. The master stopped (its agents too) with the
+    journal intact; ``sshmr resume RUN`` continues once there is space again."""
 
 
 class JobNotFound(RunError):

@@ -57,6 +57,11 @@ class AttemptSucceeded:
 
 
 @dataclass(slots=True, frozen=True)
+class LateResult:
+    attempt_id: int  # ended as host_lost; its verified result was found on the host later
+
+
+@dataclass(slots=True, frozen=True)
 class AttemptFailed:
     attempt_id: int
     reason: Reason

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .bundle import ENTRY, Bundle, push_bundle
+from .diskspace import host_write_failed
 from .errors import HostError, RemoteSetupFailed
 from .remote import protocol
 from .transport.base import AgentStream, Transport
@@ -95,16 +96,22 @@ class HostSession:
     def _connect(self) -> dict[str, Any]:
         t = self.transport
         t.connect()
+        workdir = self.workdir_spec
         try:
             workdir = t.expand_user(self.workdir_spec)
             t.makedirs(workdir, 0o700)
             code_dir = push_bundle(t, self.bundle, workdir)
             self.workdir = workdir
             self.run_dir = f"{workdir}/runs/{self.run_id}"
-            t.makedirs(f"{self.run_dir}/a", 0o700)
+            for path in (f"{workdir}/runs", self.run_dir, f"{self.run_dir}/a"):
+                t.mkdir_private(path)  # 0700; a symbolic link planted there is refused
         except HostError:
             raise
         except OSError as exc:
+            size = sum(len(data) for data in self.bundle.files.values())
+            full = host_write_failed(exc, t, self.python, workdir, size)
+            if isinstance(full, HostError):  # its disk is full: say so, with the free space
+                raise full from None
             raise RemoteSetupFailed(self.name, f"cannot prepare workdir {self.workdir_spec!r}: "
                                     f"{exc}; fix workdir in the inventory") from None
         if self._closing:

@@ -6,6 +6,9 @@ Precedence for every field is: per-host value > ``defaults`` > ssh_config (HostN
 User, IdentityFile, ProxyJump, ConnectTimeout) > built-in default. It only records the
 known_hosts path; reading and verifying host keys is the transport's job. Every problem is
 an ``InventoryError`` with a one-line ``file:line: field: problem`` message. Master-side only.
+
+Like OpenSSH, it refuses a host name with shell metacharacters (ssh_config may hand it to a
+shell: ``Match exec``) and a private key file that others may read (``key_file_problem``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import difflib
 import getpass
 import math
 import os
+import re
+import shlex
+import stat
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
@@ -33,6 +39,22 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 TOP_KEYS = ("defaults", "known_hosts", "ssh_config", "hosts")
 FIELD_KEYS = ("port", "user", "identity_file", "slots", "python", "workdir", "connect_timeout")
 HOST_KEYS = ("host", *FIELD_KEYS)
+HOST_NAME = re.compile(r"[A-Za-z0-9_.:%+\[\]-]+")  # DNS names, IPv4/6 (+ zone), aliases
+
+
+def key_file_problem(path: str) -> str | None:
+    """Why OpenSSH would refuse the private key file ``path``: it is ours and others may
+    read or write it. None if it is fine or does not exist."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid != os.getuid() or not mode & 0o077:
+        return None
+    how = "readable" if mode & 0o044 else "writable"
+    return (f"key file {path} is {how} by others (mode {mode:04o}); run "
+            f"`chmod 600 {shlex.quote(path)}`")
 
 
 @dataclass(frozen=True)
@@ -158,6 +180,13 @@ class _Parser:
             raise self.fail(line, field, f"expected a file path, got {_type_name(value)}")
         return self.resolve(value)
 
+    def key_path(self, value: Any, line: int, field: str) -> str:
+        path = self.path_value(value, line, field)
+        problem = key_file_problem(path)
+        if problem:
+            raise self.fail(line, field, problem)
+        return path
+
     def resolve(self, path: str) -> str:
         path = os.path.expanduser(path)
         return os.path.normpath(os.path.join(self.base_dir, path))
@@ -182,11 +211,11 @@ class _Parser:
             return float(value)
         if key == "identity_file":
             if not isinstance(value, _Seq):
-                return (self.path_value(value, line, field),)
+                return (self.key_path(value, line, field),)
             if not value:
                 raise self.fail(line, field, "expected a key file path or a list of them, got []")
             lines = value.item_lines
-            return tuple(self.path_value(v, lines[i], f"{field}[{i}]") for i, v in enumerate(value))
+            return tuple(self.key_path(v, lines[i], f"{field}[{i}]") for i, v in enumerate(value))
         # user, python, workdir: non-empty strings
         if not isinstance(value, str) or not value.strip():
             raise self.fail(line, field, f"expected a non-empty string, got {got}")
@@ -266,6 +295,11 @@ class _Parser:
             raise self.fail(nline, f"{where}.host", msg)
         if "@" in name:
             raise self.fail(nline, f"{where}.host", "put the user in 'user:', not in 'host:'")
+        if not HOST_NAME.fullmatch(name) or name.startswith("-"):
+            bad = next((c for c in name if not HOST_NAME.fullmatch(c)), name[0])
+            msg = (f"{name!r} cannot be a host name (it has {bad!r}); use a DNS name, an IP"
+                   " address or an ssh_config alias of letters, digits and '.-_:'")
+            raise self.fail(nline, f"{where}.host", msg)
         own = self.fields(entry, where)
 
         def pick(key: str) -> Any:
@@ -292,6 +326,8 @@ class _Parser:
         port = pick("port") or from_ssh("port", int, 1, 65535) or DEFAULT_PORT
         timeout = pick("connect_timeout") or from_ssh("connecttimeout", float, 1e-3, 1e9)
         ssh_ids = tuple(os.path.abspath(os.path.expanduser(p)) for p in ssh.get("identityfile", []))
+        for problem in filter(None, map(key_file_problem, ssh_ids)):
+            raise self.fail(nline, where, f"ssh_config {self.config_path}: {problem}")
         identity = pick("identity_file") or ssh_ids
         user = pick("user") or ssh.get("user") or self.local_user(nline, where)
         slots = pick("slots")  # None ("auto") when unset everywhere

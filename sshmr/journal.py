@@ -89,12 +89,24 @@ class Journal:
             self.db.execute("BEGIN")
         self.readonly = readonly
         self.dirty = False
+        self.abandoned = False  # see ``abandon``
+
+    def abandon(self) -> None:
+        """A write failed (disk full): drop the open transaction and write nothing more.
+        The file keeps its last commit, intact; ``close`` only closes."""
+        self.abandoned = True
+        self.dirty = False
+        try:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # sqlite may have rolled it back itself
 
     # ---------------------------------------------------------------- writing
 
     def flush(self) -> None:
         """Commit the open transaction (durably) and start the next one."""
-        if self.dirty:
+        if self.dirty and not self.abandoned:
             self.db.execute("COMMIT")
             self.db.execute("BEGIN")
             self.dirty = False
@@ -140,6 +152,22 @@ class Journal:
         self._write("INSERT OR REPLACE INTO meta VALUES ('attempt_id_floor', MAX(?, COALESCE("
                     "(SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'attempt_id_floor'),"
                     " 0)))", (attempt,))
+
+    def adopt_attempt(self, attempt: int, job: int, host: str) -> None:
+        """An attempt found on ``host`` that ran, but whose dispatch went down with a crashed
+        master's last transaction: recorded as the job's next launch (slot unknown: 0)."""
+        self._write("INSERT INTO attempts (id, job, number, host, slot, state, dispatched)"
+                    " VALUES (?, ?, (SELECT launches + 1 FROM jobs WHERE id = ?), ?, 0, ?, ?)",
+                    (attempt, job, job, host, AttemptState.RUNNING.value, time.time()))
+        self._write("UPDATE jobs SET launches = launches + 1 WHERE id = ?", (job,))
+
+    def reserve_attempt_ids(self, upto: int) -> None:
+        """Attempt ids up to ``upto`` may go on the wire before their dispatch is durable:
+        recorded (with the next flush) so a master resumed after a crash never reuses one
+        (a host may hold a result under it; see ``max_attempt_id``)."""
+        self._write("INSERT OR REPLACE INTO meta VALUES ('attempt_id_floor', MAX(?, COALESCE("
+                    "(SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'attempt_id_floor'),"
+                    " 0)))", (upto,))
 
     def end_attempt(self, attempt: int, state: AttemptState, reason: str | None,
                     details: dict[str, Any]) -> None:
@@ -251,7 +279,7 @@ class Journal:
         return cur.execute("SELECT * FROM hosts ORDER BY name").fetchall()
 
     def close(self) -> None:
-        if not self.readonly:
+        if not self.readonly and not self.abandoned:
             self.flush()
             if self.db.in_transaction:
                 self.db.execute("COMMIT")

@@ -15,6 +15,7 @@ import json
 import os
 import queue
 import signal
+import sqlite3
 import threading
 import time
 from collections import defaultdict
@@ -22,8 +23,17 @@ from collections.abc import Callable
 from typing import Any
 
 from . import scheduler as s
+from .collect import read_attempt
 from .config import RunConfig
-from .errors import HostError, HostKeyChanged, HostKeyUnknown, HostUnreachable
+from .diskspace import host_write_failed, local_disk_full, runs_dir_full
+from .errors import (
+    HostDiskFull,
+    HostError,
+    HostKeyChanged,
+    HostKeyUnknown,
+    HostUnreachable,
+    RunsDirFull,
+)
 from .hostsession import HostSession
 from .jobs import AttemptState, JobState, Reason
 from .journal import Journal
@@ -31,6 +41,11 @@ from .remote import protocol
 from .result import INPUT_FILE_KEY
 
 FILE_PAYLOAD = '{"' + INPUT_FILE_KEY + '"'
+# Attempt ids reserved in the journal at a time. A dispatch is committed before its run
+# message is sent (``_apply``), so a crash loses none that reached a host; a resumed master
+# still starts past the reservation, so it never reuses an id a lost master handed out.
+ID_BLOCK = 1000
+LATE_RECHECK = 2.0  # a host that came back: look for its lost attempts' results this often
 STATUS_REASON = {
     "error": Reason.ERROR, "system": Reason.SYSTEM, "timeout": Reason.TIMEOUT,
     "max_living": Reason.MAX_LIVING, "worker_died": Reason.WORKER_DIED,
@@ -59,6 +74,9 @@ class Master:
         self.to_release: dict[str, list[int]] = defaultdict(list)
         self.reconnect_at: dict[str, float] = {}
         self.host_errors: dict[str, str] = {}
+        self.late: dict[int, str] = {}  # attempt -> host: a late result, to commit or discard
+        self.late_seen: set[int] = set()  # lost attempts whose outcome was found on the host
+        self.late_check: dict[str, float] = {}  # host -> when to look for late results
         self._host_said: dict[str, str] = {}  # the host state last told to ``progress``
         self.finished: s.Finished | None = None
         self.interrupts = 0
@@ -67,6 +85,9 @@ class Master:
         self._sync = "true" if config.max_retries == 0 else "false"
         self._last = {"tick": 0.0, "flush": 0.0, "cancel": 0.0}
         self._outbox: dict[HostSession, list[bytes]] | None = None  # see _apply
+        self._launched = False  # a Launch of the current _apply step (flush before sending)
+        self._cleanup = True  # at the end, hosts remove the run dir (not if it may resume)
+        self._reserved = 0  # attempt ids up to this are durably reserved (see _do_Launch)
 
     # ------------------------------------------------------------------- loop
 
@@ -75,7 +96,8 @@ class Master:
         try:
             self._apply(self.sched.handle(time.monotonic(), *initial))
             for session in self.sessions.values():
-                session.connect_async()
+                if self.finished is None:  # (nothing to run: no host needs an agent)
+                    session.connect_async()
             self._looping = True
             while self.finished is None:
                 self._process(self._drain())
@@ -85,6 +107,15 @@ class Master:
             self._looping = False
             self._abandon_attempts()
             raise
+        except (OSError, sqlite3.Error, RunsDirFull) as exc:
+            if not isinstance(exc, RunsDirFull) and not local_disk_full(exc, self.run_dir):
+                raise
+            # Our disk is full: stop here. The journal keeps its last commit; the hosts keep
+            # their results (not released, run dirs kept) for ``sshmr resume``.
+            self._looping = False
+            self.journal.abandon()
+            self._cleanup = False
+            raise (exc if isinstance(exc, RunsDirFull) else runs_dir_full(self.run_dir)) from None
         finally:
             self._shutdown()
             self._restore_signals(old)
@@ -142,6 +173,10 @@ class Master:
                 if now >= at:
                     del self.reconnect_at[host]
                     self.sessions[host].connect_async()
+            for host, at in list(self.late_check.items()):
+                if now >= at and self.sessions[host].alive:
+                    self.late_check[host] = now + LATE_RECHECK
+                    self._look_for_late(self.sessions[host])
         if now - last["cancel"] >= 0.25:
             last["cancel"] = now
             if self.interrupts or os.path.exists(os.path.join(self.run_dir, "cancel")):
@@ -153,6 +188,9 @@ class Master:
             self._flush()
 
     def _flush(self) -> None:
+        if self.journal.abandoned:  # nothing more was committed: the hosts keep everything
+            self.to_release.clear()
+            return
         self.journal.flush()
         for host, attempts in self.to_release.items():
             if attempts:
@@ -169,7 +207,41 @@ class Master:
         self.journal.event("host_up", f"{slots} slots, python {info.get('python')}",
                            host=session.name)
         self._say_host(session.name, "up", f"host {session.name} up: {slots} slots")
+        self.late_check[session.name] = 0.0
         return [s.HostUp(session.name, slots)]
+
+    def _look_for_late(self, session: HostSession) -> None:
+        """A host that came back may hold results its lost agent's jobs committed to disk
+        (attempts given up as host_lost): read them on its I/O thread (see ``_on_late``)."""
+        rows = self.journal.db.execute(
+            "SELECT id FROM attempts WHERE host = ? AND state = ? AND reason = ?",
+            (session.name, AttemptState.FAILED.value, Reason.HOST_LOST.value)).fetchall()
+        todo = [r[0] for r in rows if r[0] not in self.late_seen]
+        if not todo:
+            del self.late_check[session.name]
+            return
+        t, run_dir, key = session.transport, session.run_dir, self.result_key
+        session.io(lambda: {a: read_attempt(t, protocol.attempt_dir(run_dir, a), key)
+                            for a in todo}, ("late", 0))
+
+    def _on_late(self, session: HostSession, found: dict | Exception) -> list[object]:
+        """Outcomes of lost attempts: a verified result goes to the scheduler (which commits
+        or discards it); a missing one may still come (its job runs on): looked for again."""
+        if isinstance(found, Exception):
+            return []
+        events: list[object] = []
+        for attempt, (kind, meta, data) in found.items():
+            if kind == "missing":
+                continue
+            self.late_seen.add(attempt)
+            if kind == "ok":
+                self.late[attempt] = session.name
+                self.results[attempt] = (meta["kind"], data)
+                self.journal.event("late_result", "result of an attempt given up when its host"
+                                   " was lost, found on the host when it came back",
+                                   host=session.name, attempt=attempt)
+                events.append(s.LateResult(attempt))
+        return events
 
     def _on_failed(self, session: HostSession, exc: Exception) -> list[object]:
         fatal = not isinstance(exc, HostUnreachable)
@@ -196,10 +268,16 @@ class Master:
 
     def _on_io(self, session: HostSession, data: tuple) -> list[object]:
         (what, attempt), outcome = data
+        if what == "late":
+            return self._on_late(session, outcome)
         if attempt not in self.inflight:
             return []
         if isinstance(outcome, Exception):
+            if what == "fetch" and local_disk_full(outcome, self.run_dir):
+                raise runs_dir_full(self.run_dir)  # our disk, not the host's fault
             self.details.setdefault(attempt, {})["error"] = f"{what} failed: {outcome}"
+            if isinstance(outcome, HostDiskFull):
+                self.details[attempt]["error"] = self.host_errors[session.name] = str(outcome)
             if what == "fetch":
                 _drop_staged(self.journal.staging_path(attempt))
             return [s.AttemptFailed(attempt, Reason.SYSTEM if what == "push" else Reason.CORRUPT,
@@ -207,6 +285,8 @@ class Master:
         if what == "fetch":
             meta, blob = outcome
             return [self._verified(attempt, meta, blob)]
+        if self.journal.dirty:  # its dispatch is durable before its run message goes out
+            self._flush()
         session.send(outcome)  # a pushed payload: now send the run message
         return []
 
@@ -254,6 +334,8 @@ class Master:
             else:
                 session.io(lambda: (msg, session.transport.get_bytes(path)), ("fetch", attempt))
             return []
+        if msg.get("nospace"):  # the host's disk is full: a host error, named like one
+            msg["error"] = self.host_errors[session.name] = f"{session.name}: {msg['error']}"
         reason = STATUS_REASON.get(status, Reason.WORKER_DIED)
         alive = status in ("error", "system") or bool(msg.get("q"))  # q: dequeued, unstarted
         return [s.AttemptFailed(attempt, reason, slot_alive=alive)]
@@ -276,11 +358,14 @@ class Master:
     def _apply(self, actions: list[object]) -> None:
         """Carry out ``actions``; what they send goes out as one write per host, in order."""
         self._outbox = {}
+        self._launched = False
         try:
             for action in actions:
                 getattr(self, "_do_" + type(action).__name__)(action)
         finally:
             box, self._outbox = self._outbox, None
+            if self._launched and self.journal.dirty:  # every launch is durable before it is
+                self._flush()  # sent: a master killed now cannot have launched it unrecorded
             for session, parts in box.items():
                 session.send(b"".join(parts))
 
@@ -295,11 +380,16 @@ class Master:
         session = self.sessions[host]
         self.journal.dispatch(a.attempt_id, a.job_id, a.number, host, index)
         self.inflight[a.attempt_id] = (host, index, a.job_id)
-        if self._sync == "true":
+        if a.attempt_id > self._reserved:  # ids in use are durable before they are sent
+            self._reserved = a.attempt_id + ID_BLOCK
+            self.journal.reserve_attempt_ids(self._reserved)
+            self.journal.flush()
+        elif self._sync == "true":
             self.journal.flush()  # max_retries=0: the dispatch is durable before the launch
+        self._launched = True  # _apply flushes the step's dispatches before it sends them
         payload = self.journal.payload(a.job_id)
-        head = (f'{{"t":"run","slot":{index},"a":{a.attempt_id},"timeout":{self._timeout_json},'
-                f'"sync":{self._sync}')
+        head = (f'{{"t":"run","slot":{index},"a":{a.attempt_id},"j":{a.job_id},'
+                f'"timeout":{self._timeout_json},"sync":{self._sync}')
         if len(payload) <= self.cfg.inline_limit and not payload.startswith(FILE_PAYLOAD):
             self._send(session, f"{head},\"p\":{payload}}}\n".encode())
             return
@@ -307,15 +397,20 @@ class Master:
         t = session.transport
 
         def push() -> bytes:
-            t.makedirs(adir)
-            if payload.startswith(FILE_PAYLOAD):  # an input file (+ other keys: MapReduce)
-                doc = json.loads(payload)
-                local = doc.pop(INPUT_FILE_KEY)
-                name = os.path.basename(local)
-                t.put_file(local, f"{adir}/{name}")
-                sent = json.dumps({protocol.FILE_MARK: name, **doc})
-                return f"{head},\"p\":{sent}}}\n".encode()
-            t.put_bytes(payload.encode(), f"{adir}/{protocol.PAYLOAD_FILE}")
+            size = len(payload)
+            try:
+                t.mkdir_private(adir)  # never a symbolic link planted there
+                if payload.startswith(FILE_PAYLOAD):  # an input file (+ other keys: MapReduce)
+                    doc = json.loads(payload)
+                    local = doc.pop(INPUT_FILE_KEY)
+                    name = os.path.basename(local)
+                    size = os.path.getsize(local)
+                    t.put_file(local, f"{adir}/{name}")
+                    sent = json.dumps({protocol.FILE_MARK: name, **doc})
+                    return f"{head},\"p\":{sent}}}\n".encode()
+                t.put_bytes(payload.encode(), f"{adir}/{protocol.PAYLOAD_FILE}")
+            except OSError as exc:  # the host's disk may be full: then say so
+                raise host_write_failed(exc, t, session.python, session.workdir, size) from None
             return f"{head}}}\n".encode()
 
         session.io(push, ("push", a.attempt_id))
@@ -331,9 +426,13 @@ class Master:
 
     def _do_Discard(self, a: s.Discard) -> None:
         _drop_staged(self.results.pop(a.attempt_id, (None, None))[1])
-        self.journal.event("discarded", "duplicate result: the job already has one",
+        state = self.sched.job_state(a.job_id)
+        duplicate = state is JobState.SUCCEEDED
+        why = "the job already has one" if duplicate else f"the job is {state.value} already"
+        self.journal.event("discarded", f"{'duplicate' if duplicate else 'late'} result: {why}",
                            job=a.job_id, attempt=a.attempt_id)
-        self._end(a.attempt_id, AttemptState.DISCARDED, "duplicate", release=True)
+        self._end(a.attempt_id, AttemptState.DISCARDED, "duplicate" if duplicate else "late",
+                  release=True)
 
     def _do_AttemptEnded(self, a: s.AttemptEnded) -> None:
         _drop_staged(self.results.pop(a.attempt_id, (None, None))[1])
@@ -344,16 +443,18 @@ class Master:
             if where is not None:
                 self.to_release[where[0]].append(a.attempt_id)
             return
-        if a.retry:
+        if a.retry:  # back in the queue: so the journal says too (a resume re-queues it)
+            self.journal.requeue(a.job_id)
             self.journal.event("retry", a.reason.value, job=a.job_id, attempt=a.attempt_id)
         self._end(a.attempt_id, AttemptState.FAILED, a.reason.value,
                   release=not a.reason.outcome_unknown)
 
     def _end(self, attempt: int, state: AttemptState, reason: str | None, release: bool) -> None:
         where = self.inflight.pop(attempt, None)
+        host = where[0] if where is not None else self.late.pop(attempt, None)
         self.journal.end_attempt(attempt, state, reason, self.details.pop(attempt, {}))
-        if release and where is not None:
-            self.to_release[where[0]].append(attempt)
+        if release and host is not None:
+            self.to_release[host].append(attempt)
 
     def _do_GiveUp(self, a: s.GiveUp) -> None:
         self.journal.give_up(a.job_id, a.state, a.reason)
@@ -395,7 +496,7 @@ class Master:
 
     def _shutdown(self) -> None:
         self._flush()
-        threads = [threading.Thread(target=session.shutdown, args=(True,), daemon=True)
+        threads = [threading.Thread(target=session.shutdown, args=(self._cleanup,), daemon=True)
                    for session in self.sessions.values()]
         for t in threads:
             t.start()

@@ -105,11 +105,12 @@ def run_mapreduce(job: MapReduce, items: Iterable[Any] | None = None, *,
     if sort_memory is not None and sort_memory < MiB:
         raise ConfigError(f"sort memory must be at least 1 MiB, got {sort_memory} bytes")
     out_dir = os.path.abspath(output)
-    if os.path.exists(out_dir):
+    if os.path.lexists(out_dir):
         if not overwrite:
             raise ConfigError(f"output directory {output} already exists; choose another"
                               " --output or pass --overwrite to replace it")
-        shutil.rmtree(out_dir) if os.path.isdir(out_dir) else os.unlink(out_dir)
+        is_dir = os.path.isdir(out_dir) and not os.path.islink(out_dir)
+        shutil.rmtree(out_dir) if is_dir else os.unlink(out_dir)  # a link: never its target
     code = code or code_of(type(job))
     bundle = build_bundle(code, job if vars(job) else None)
 
@@ -152,7 +153,7 @@ def continue_mapreduce(journal: Journal, run_dir: str, inv: Inventory | None, co
 # ------------------------------------------------------------------------ phases
 
 def _drive(ctx: _Ctx) -> None:
-    started = time.time()
+    started = time.monotonic()  # elapsed time, immune to wall-clock steps
     state, message = "done", ""
     steps = ctx.mr["steps"]
     for step, desc in enumerate(steps):
@@ -170,7 +171,7 @@ def _drive(ctx: _Ctx) -> None:
             break
     if state == "done":
         message = _write_output(ctx)
-    elapsed = float(ctx.journal.meta().get("elapsed_s") or 0.0) + time.time() - started
+    elapsed = float(ctx.journal.meta().get("elapsed_s") or 0.0) + time.monotonic() - started
     ctx.journal.set_meta(state=state, message=message, elapsed_s=elapsed)
     ctx.journal.flush()
     if state == "done":

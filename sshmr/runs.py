@@ -2,18 +2,22 @@
 
 ``RUNS_DIR/RUN_ID/`` holds ``journal.sqlite``, ``code/`` (the job code snapshot),
 ``results/`` (bytes and large results), ``lock`` (held by the master while it runs) and
-``cancel`` (written by ``sshmr cancel``).
+``cancel`` (written by ``sshmr cancel``). A run id given by a user is only ever a name in
+the runs dir (``RUN_ID``: no path, no shell or control characters).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import secrets
 import time
 
 from .errors import RunLocked, RunNotFound
 from .journal import Journal
+
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def new_run_id() -> str:
@@ -44,6 +48,9 @@ def find_run(runs_dir: str, run_id: str | None) -> str:
             raise RunNotFound(f"no runs in {runs_dir!r}; start one with 'sshmr run', or pass"
                               " --runs-dir")
         run_id = candidates[-1]
+    if not RUN_ID.fullmatch(run_id):  # never a path out of the runs dir
+        raise RunNotFound(f"{run_id!r} is not a run id (like 20261130-073147-af1499);"
+                          " 'sshmr runs' lists them")
     path = os.path.join(runs_dir, run_id)
     if not os.path.exists(os.path.join(path, Journal.FILE)):
         raise RunNotFound(f"no run {run_id!r} in {runs_dir!r}; 'sshmr runs' lists them")

@@ -44,6 +44,7 @@ from .events import (  # noqa: F401 - re-exported: the scheduler's vocabulary
     HostUp,
     JobsAdded,
     Kill,
+    LateResult,
     Launch,
     QuarantineHost,
     ReconnectHost,
@@ -277,6 +278,33 @@ class Scheduler:
         for other in list(job.running):  # speculative copies lose the race
             other_att = self._attempts[other]
             out.append(Kill(other, other_att.slot, Reason.SPECULATION))
+
+    def _on_LateResult(self, now: float, ev: LateResult, out: list) -> None:
+        """An attempt given up when its host was lost did finish: its result, left on the
+        host, was found when the host came back (a timed-out attempt's late result is no
+        such thing: that one is always discarded, see ``_on_AttemptSucceeded``).
+
+        First result wins. A job that has a result, or failed or was cancelled for good,
+        keeps its state and the late result is discarded. Otherwise it is the job's result:
+        a job waiting for a retry leaves the queue, a retry running elsewhere is killed, and
+        a ``max_retries=0`` job whose outcome was unknown has it now, launched only once.
+        """
+        attempt_id = ev.attempt_id
+        job_id = self._ended.pop(attempt_id, None)  # a result is late once at most
+        if job_id is None:
+            return
+        job = self._jobs[job_id]
+        if job.state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED):
+            out.append(Discard(attempt_id, job_id))
+            return
+        if job.state is JobState.PENDING and job_id in self._pending:
+            self._pending.remove(job_id)
+        if not job.state.final:
+            self._open -= 1
+        job.state = JobState.SUCCEEDED
+        out.append(Commit(attempt_id, job_id))
+        for other in list(job.running):
+            out.append(Kill(other, self._attempts[other].slot, Reason.SPECULATION))
 
     def _on_AttemptFailed(self, now: float, ev: AttemptFailed, out: list) -> None:
         att = self._attempts.get(ev.attempt_id)

@@ -4,6 +4,8 @@
 * ``cluster`` (function): the same session cluster, under a shorter name.
 * ``fresh_cluster`` (function): factory ``make_cluster(n=2, **sshd_options)`` for tests that
   kill hosts or need special sshd settings, e.g. ``fresh_cluster(2, MaxSessions=2)``.
+* ``netns_cluster`` (function): factory ``make_cluster(n=2)``, each host behind a veth link
+  that tests cut and impair (root only, see ``tests/netns_cluster.py``).
 
 After every test that used a cluster, nothing may be left running on any of its hosts
 ("no orphan process on any host"): leftovers fail the test with their (pid, cmdline) and
@@ -11,10 +13,14 @@ are then killed by PID. A session-cluster host that the test killed is restarted
 session inventory is rewritten with its defaults.
 
 A missing sshd is a failure with an install hint, never a skip.
+
+Tests marked ``root`` (network namespaces, tmpfs mounts) need root; run as another user
+they are deselected, and the summary says how many and why (never a silent skip).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -26,6 +32,27 @@ if str(Path(__file__).parent) not in sys.path:  # tests/ is not a package
 from sshd_cluster import ClusterError, SshdCluster  # noqa: E402
 
 LEFTOVER_TIMEOUT = 3.0  # an ssh session that is closing takes a moment to exit
+_ROOT_ONLY: list[str] = []  # node ids deselected because they need root
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect ``root`` tests when not root; reported in the summary, not skipped."""
+    if os.geteuid() == 0:
+        return
+    root_only = [item for item in items if item.get_closest_marker("root")]
+    if root_only:
+        _ROOT_ONLY.extend(item.nodeid for item in root_only)
+        config.hook.pytest_deselected(items=root_only)
+        items[:] = [item for item in items if not item.get_closest_marker("root")]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if _ROOT_ONLY:
+        terminalreporter.write_sep(
+            "=", f"{len(_ROOT_ONLY)} root-only tests deselected (network namespaces, tmpfs "
+            "mounts): run the suite as root to include them", yellow=True)
+        for nodeid in _ROOT_ONLY:
+            terminalreporter.write_line(f"  deselected (needs root): {nodeid}")
 
 
 @pytest.fixture(autouse=True)
@@ -86,16 +113,23 @@ def _session_cluster_hygiene(request: pytest.FixtureRequest):
 
 @pytest.fixture
 def fresh_cluster(tmp_path_factory: pytest.TempPathFactory):
-    """Factory ``make_cluster(n=2, **sshd_options) -> SshdCluster``, torn down after the test."""
+    """Factory ``make_cluster(n=2, *, own_homes=False, **sshd_options) -> SshdCluster``
+    (see ``SshdCluster``), torn down after the test."""
     clusters: list[SshdCluster] = []
 
-    def make_cluster(n: int = 2, **sshd_options: object) -> SshdCluster:
+    def make_cluster(n: int = 2, *, own_homes: bool = False,
+                     **sshd_options: object) -> SshdCluster:
         options = {k: (None if v is None else str(v)) for k, v in sshd_options.items()}
-        new = SshdCluster(tmp_path_factory.mktemp("cluster"), n, sshd_options=options or None)
+        new = SshdCluster(tmp_path_factory.mktemp("cluster"), n, sshd_options=options or None,
+                          own_homes=own_homes)
         clusters.append(new)
         return _start(new)
 
     yield make_cluster
+    _tear_down(clusters, "a fresh_cluster")
+
+
+def _tear_down(clusters: list[SshdCluster], what: str) -> None:
     leftovers: list[tuple[str, int, str]] = []
     for made in clusters:
         try:
@@ -104,4 +138,21 @@ def fresh_cluster(tmp_path_factory: pytest.TempPathFactory):
         finally:
             made.stop()
     if leftovers:
-        pytest.fail(_leftover_report(leftovers, "a fresh_cluster"), pytrace=False)
+        pytest.fail(_leftover_report(leftovers, what), pytrace=False)
+
+
+@pytest.fixture
+def netns_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """Factory ``make_cluster(n=2) -> NetnsCluster`` (each host's sshd in a network
+    namespace of its own, see ``tests/netns_cluster.py``); for ``@pytest.mark.root`` tests."""
+    from netns_cluster import NetnsCluster
+
+    clusters: list[SshdCluster] = []
+
+    def make_cluster(n: int = 2) -> NetnsCluster:
+        new = NetnsCluster(tmp_path_factory.mktemp("netns"), n)
+        clusters.append(new)
+        return _start(new)
+
+    yield make_cluster
+    _tear_down(clusters, "a netns_cluster")

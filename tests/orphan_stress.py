@@ -16,6 +16,16 @@ shim. So some hosts connect while the run is already ending. Then every process 
 host must be gone within ``master_grace`` + ``MARGIN`` seconds. Leftovers are recorded and
 killed by PID. The run's remote directories must be gone too, or be removed by ``sshmr gc``
 (``--all`` after a SIGKILL: the run stays resumable).
+
+The cluster should give each host its own home (``SshdCluster(own_homes=True)``), as
+separate servers have. With one shared home, every host's login shell runs the same rc
+files; on this machine root's ``~/.bashrc`` runs ``pyenv rehash``, which takes one
+machine-wide lock file. A shell frozen or killed while holding it (another test's
+SIGSTOP or kill of *its* host) holds up every other host's login for up to 60 s: shells
+that have not yet started sshmr's agent, outliving the master. That was the one leftover
+in 500 rounds (round 491, a ``[?]`` on h3) before hosts got their own homes; the evidence
+a failed round now records (every host process with its parent, state, wait channel and
+open files, then how long each leftover lived on) showed it.
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ from helpers import JOBS, write_inventory
 ENTRY_POINTS = ("api", "cli", "kill", "sigint")
 MASTER_GRACE = 10.0  # the agents' default; no run here changes it
 MARGIN = 2.0
+EVIDENCE_WATCH = 30.0
+QUIET = 0.5  # no process on any host for this long: the hosts are clean
 JOB_COUNT = 100
 TARGET = f"{JOBS}/jobs_orphans.py:Probe"
 SLOW_PYTHON = """#!/bin/sh
@@ -64,6 +76,9 @@ class Round:
     exit: int | None = None
     clean_after: float = 0.0  # seconds from the master's end until no process was left
     leftovers: list[tuple[str, int, str]] = field(default_factory=list)
+    # for a round with leftovers: what each host process was at the deadline (all of the
+    # host's processes, sshd included) and how much longer each leftover lived
+    evidence: list[str] = field(default_factory=list)
     gc_removed: int = 0  # remote run dirs that only ``sshmr gc`` removed
     dirs_left: list[str] = field(default_factory=list)  # not even gc removed them
     problem: str | None = None  # a wrong exit status or output
@@ -168,12 +183,50 @@ class Stress:
             r.problem = f"unexpected output: {text[-500:]}"
 
     def _check_hosts(self, r: Round) -> None:
-        """Every process on every host ends within master_grace + MARGIN of the master."""
+        """Every process on every host ends within master_grace + MARGIN of the master.
+
+        "Ended" means no process found for ``QUIET`` s in a row, so one that appears late
+        (a connection landing after the master ended) is still seen. What is left at the
+        deadline is the round's leftovers; they are watched a while (evidence), then killed.
+        """
         t0 = time.monotonic()
-        while self.cluster.descendants() and time.monotonic() - t0 < MASTER_GRACE + MARGIN:
+        deadline = t0 + MASTER_GRACE + MARGIN
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            if self.cluster.descendants():
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= QUIET:
+                break
             time.sleep(0.05)
-        r.clean_after = time.monotonic() - t0
-        r.leftovers = self.cluster.reap_leftovers(timeout=0)  # recorded, then killed by PID
+        r.clean_after = (quiet_since or time.monotonic()) - t0
+        r.leftovers = [(h.name, pid, cmd) for h in self.cluster.hosts
+                       for pid, cmd in self.cluster.descendants(h.index)]
+        if r.leftovers:
+            r.evidence = self._evidence()
+        self.cluster.reap_leftovers(timeout=0)  # kills (by PID) whatever is still there
+
+    def _evidence(self) -> list[str]:
+        """Every process of the hosts (sshd included), then how long the leftovers lived on.
+
+        Leftovers are watched for up to ``EVIDENCE_WATCH`` s more before they are killed,
+        so a report says whether a process was stuck or only slow, and what it waited on.
+        """
+        lines = [_describe(pid) for pid in sorted(self.cluster._collect(
+            range(len(self.cluster.hosts))))]
+        watched = {pid: cmd for pid, cmd in self.cluster.descendants()}
+        t0 = time.monotonic()
+        while watched and time.monotonic() - t0 < EVIDENCE_WATCH:
+            time.sleep(0.1)
+            alive = {pid for pid, _ in self.cluster.descendants()}
+            for pid in [p for p in watched if p not in alive]:
+                lines.append(f"pid {pid} ended {time.monotonic() - t0:.1f}s after the deadline")
+                del watched[pid]
+        lines += [f"pid {pid} still alive {EVIDENCE_WATCH:.0f}s after the deadline: "
+                  f"{_describe(pid)}" for pid in watched]
+        return lines
 
     def _check_dirs(self, r: Round) -> None:
         if not self._remote_run_dirs():
@@ -232,7 +285,33 @@ class Stress:
                 what.append(r.problem)
             at = f" (signal at {r.signal_at:.2f}s)" if r.signal_at is not None else ""
             lines.append(f"round {r.number} {r.entry}{at}: " + " | ".join(what))
+            lines += [f"    {line}" for line in r.evidence]
         return lines
+
+
+def _describe(pid: int) -> str:
+    """``pid ppid state age wchan cmdline fds`` of one process, read from /proc."""
+    def read(name: str) -> str:
+        try:
+            return Path(f"/proc/{pid}/{name}").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace").strip()
+        except OSError:
+            return "?"
+    stat = read("stat")
+    try:
+        fields = stat[stat.rindex(")") + 2:].split()
+        ppid, state = fields[1], fields[0]
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / os.sysconf(
+            "SC_CLK_TCK")
+    except ValueError:
+        ppid, state, age = "?", "?", float("nan")
+    try:
+        fds = " ".join(sorted(f"{fd}->{os.readlink(f'/proc/{pid}/fd/{fd}')}"
+                              for fd in os.listdir(f"/proc/{pid}/fd")))
+    except OSError:
+        fds = "?"
+    return (f"pid {pid} ppid {ppid} {state} age {age:.1f}s wchan {read('wchan')} "
+            f"cmd {read('cmdline')[:160] or '[' + read('comm') + ']'} fds {fds}")
 
 
 def _count(values: Any) -> dict[str, int]:

@@ -246,12 +246,17 @@ class SshdCluster:
         n_hosts: int = 4,
         *,
         sshd_options: dict[str, str | None] | None = None,
+        own_homes: bool = False,
     ) -> None:
         if n_hosts < 1:
             raise ValueError("n_hosts must be >= 1")
         self.root = Path(root).absolute()
         self.n_hosts = n_hosts
         self.sshd_options = dict(sshd_options or {})  # sshd keyword -> value (None: drop it)
+        # own_homes: each host's sessions get HOME=<host dir>/home (empty, no shell rc
+        # files), like separate servers, instead of all hosts sharing this account's home
+        # and whatever its rc files do (here: `pyenv rehash`, one lock for every host)
+        self.own_homes = own_homes
         self.id = uuid.uuid4().hex[:12]
         self.user = pwd.getpwuid(os.geteuid()).pw_name
         self.client_key = self.root / "client_key"
@@ -535,25 +540,35 @@ class SshdCluster:
             "MaxStartups": "100:30:200",
             "MaxSessions": "100",
             "LogLevel": "VERBOSE",
-            "SetEnv": f"{TAG_VAR}={self.tag(i)}",
+            # A login shell's `pyenv rehash` waits 60 s on a lock left by a session killed
+            # mid-rehash (kill_host): never wait on it in a test session.
+            "SetEnv": f"{TAG_VAR}={self.tag(i)} PYENV_REHASH_TIMEOUT=0",
         }
+        if self.own_homes:
+            home = hdir / "home"
+            home.mkdir(mode=0o700, exist_ok=True)
+            opts["SetEnv"] += f" HOME={home}"
         canon = {k.lower(): k for k in opts}
         for key, value in self.sshd_options.items():
             name = canon.get(key.lower(), key)
             if value is None:
                 opts.pop(name, None)
             elif name == "SetEnv":  # sshd only honours the first SetEnv line: keep our tag
-                opts[name] = f"{TAG_VAR}={self.tag(i)} {value}"
+                opts[name] = f"{opts[name]} {value}"
             else:
                 opts[name] = str(value)
         return "".join(f"{k} {v}\n" for k, v in opts.items())
+
+    def _sshd_argv(self, i: int, argv: list[str]) -> list[str]:
+        """How host ``i``'s sshd is started (a subclass may wrap it, e.g. in a namespace)."""
+        return argv
 
     def _spawn(self, i: int) -> None:
         assert self.sshd is not None
         cfg = self.config_path(i)
         cfg.write_text(self._config_text(i))
         log = self.log_path(i)
-        cmd = [self.sshd, "-D", "-e", "-f", str(cfg), "-E", str(log)]
+        cmd = self._sshd_argv(i, [self.sshd, "-D", "-e", "-f", str(cfg), "-E", str(log)])
         # Die with the test process if it is SIGKILLed (only safe when single-threaded).
         preexec = _die_with_parent if threading.active_count() == 1 and _libc else None
         with open(log, "ab") as out:

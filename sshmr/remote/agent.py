@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import fcntl
 import importlib
 import json
 import os
@@ -85,10 +86,16 @@ class Agent:
     # ------------------------------------------------------------------ main loop
 
     def main(self) -> int:
-        os.makedirs(os.path.join(self.run_dir, "a"), mode=0o700, exist_ok=True)
+        for path in (self.run_dir, os.path.join(self.run_dir, "a")):
+            protocol.private_dir(path)  # 0700, and never a planted symlink
+        # Held (shared) while this agent or any of its workers lives: once it is free, no
+        # attempt of this run can start on this host any more (see collect.py).
+        lock = protocol.open_private(os.path.join(self.run_dir, protocol.AGENT_LOCK),
+                                     os.O_RDONLY | os.O_CREAT)
+        fcntl.flock(lock, fcntl.LOCK_SH)
         self.out_fd = os.dup(1)
-        log = os.open(os.path.join(self.run_dir, "agent.log"),
-                      os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log = protocol.open_private(os.path.join(self.run_dir, "agent.log"),
+                                    os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)

@@ -98,7 +98,7 @@ class MRJobTask(MapReduce):
                     os.environ[name] = value
 
     def _link_files(self, work: str) -> None:
-        os.makedirs(work, exist_ok=True)
+        os.makedirs(work, mode=0o700, exist_ok=True)
         if not self.files:
             return
         code = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

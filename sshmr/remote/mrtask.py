@@ -51,7 +51,7 @@ def run_task(job: MapReduce, payload: Dict[str, Any]) -> ResultFile:
     mr = payload["mr"]
     work = os.path.dirname(payload["file"])
     scratch = os.path.join(work, "mr-scratch")
-    os.makedirs(scratch, exist_ok=True)
+    os.makedirs(scratch, mode=0o700, exist_ok=True)
     out = os.path.join(work, "mr-out")
     step = step_functions(job)[mr["step"]]
     job.__dict__["_sshmr_counters"] = {}

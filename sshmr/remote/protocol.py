@@ -15,6 +15,9 @@ Remote disk, under the host's workdir (0700)::
 A result is written to ``result.tmp``, fsynced when asked, renamed to ``result``; then
 ``done.json`` (status, kind, sha256, size, error) is written the same way. A result is
 taken only if its sha256 matches, so a torn or altered file is never accepted.
+Directories are created 0700 and files 0600; nothing under the workdir is written through
+a symbolic link (``open_private``, ``private_dir``): a link planted there (pointing at a
+file outside) is removed or refused, never followed, so its target is never written.
 
 Function runs (``sshmr.notebook``) may return results that JSON cannot carry exactly: the
 worker pickles those (kind ``pickle``) and signs them with the run's HMAC key, which the
@@ -24,6 +27,7 @@ file. The master verifies the signature before it unpickles anything.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import json
@@ -35,6 +39,8 @@ TAIL_BYTES = 4096
 DONE_FILE = "done.json"
 RESULT_FILE = "result"
 PAYLOAD_FILE = "payload.json"
+JOB_FILE = "job"  # the attempt's job id, written as it starts (see collect.py: adopting)
+AGENT_LOCK = "agent.lock"  # in the run dir: flock'ed (shared) by live agents and workers
 FILE_MARK = "$sshmr_file"  # payload placeholder {"$sshmr_file": name} for pushed input files
 
 
@@ -57,10 +63,41 @@ def attempt_dir(run_dir: str, attempt_id: int) -> str:
     return os.path.join(run_dir, "a", str(attempt_id))
 
 
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def open_private(path: str, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC) -> int:
+    """``os.open`` for writing (mode 0600) that never follows a symbolic link: a link at
+    ``path`` is removed first, and one planted meanwhile makes the open fail (ELOOP)."""
+    try:
+        if os.path.islink(path):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return os.open(path, flags | NOFOLLOW, 0o600)
+
+
+def private_dir(path: str) -> None:
+    """Create the directory ``path`` and any missing parent, each 0700. An existing
+    directory is fine; a symbolic link (even to a directory) or a file is refused."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileNotFoundError:
+        parent = os.path.dirname(path)
+        if not parent or parent == path:
+            raise
+        private_dir(parent)
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        if os.path.islink(path) or not os.path.isdir(path):
+            raise OSError(errno.ENOTDIR, "not a directory (a symbolic link or a file; sshmr"
+                          " follows no link in its workdir)", path) from None
+
+
 def write_atomic(path: str, data: bytes, sync: bool) -> None:
     """Write ``data`` to ``path`` through a temp file and a rename; fsync when ``sync``."""
     tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_private(tmp)
     try:
         view = memoryview(data)
         while view:
@@ -101,9 +138,9 @@ def move_result_file(src: str, dest: str, sync: bool) -> tuple[str, int]:
     try:
         os.replace(src, dest)
     except OSError:  # another file system: copy through a temp file + rename
-        import shutil
-
-        shutil.copyfile(src, dest + ".tmp")
+        with open(src, "rb") as f, os.fdopen(open_private(dest + ".tmp"), "wb") as out:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                out.write(chunk)
         os.replace(dest + ".tmp", dest)
         os.unlink(src)
     if sync:
@@ -124,6 +161,41 @@ def read_tail(path: str, limit: int = TAIL_BYTES) -> str:
         return ""
     text = data.decode("utf-8", "replace")
     return ("[... %d bytes before]\n" % (size - limit) + text) if size > limit else text
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for "no space left on device" (or a disk quota exceeded)."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def human_bytes(n: int) -> str:
+    """1536 -> '1.5 KB' (binary units, like ``df -h``)."""
+    if n < 1024:
+        return "%d bytes" % n
+    for unit in ("KB", "MB", "GB", "TB"):
+        n /= 1024.0
+        if n < 1024 or unit == "TB":
+            return ("%.0f %s" if n >= 10 else "%.1f %s") % (n, unit)
+    return "%d bytes" % n  # not reached
+
+
+def free_bytes(path: str) -> Optional[int]:
+    """Bytes an unprivileged process may still write on ``path``'s file system."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def no_space(path: str, free: Optional[int] = -1) -> str:
+    """The one-line disk-full message: 'no space left on device in PATH (12 KB free); ...'.
+    ``free``: the free bytes there, measured here when -1 (None: unknown)."""
+    if free == -1:
+        free = free_bytes(path)
+    shown = human_bytes(free) if free is not None else "unknown space"
+    return ("no space left on device in %s (%s free); free space there or set another"
+            " workdir" % (path, shown))
 
 
 def sign_result(key: bytes, attempt_id: int, data: bytes) -> str:

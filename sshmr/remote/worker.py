@@ -45,6 +45,8 @@ class Worker:
         self.executor = executor
         self.max_living = max_living
         self.run_dir = run_dir
+        # the host's workdir (run_dir is WORKDIR/runs/RUN_ID): named when its disk is full
+        self.workdir = os.path.dirname(os.path.dirname(os.path.abspath(run_dir)))
         self.inline_limit = inline_limit
         self.result_key = result_key
 
@@ -70,16 +72,24 @@ class Worker:
         """Run one attempt and commit its outcome to disk; return the ``done`` message."""
         attempt_id = msg["a"]
         adir = protocol.attempt_dir(self.run_dir, attempt_id)
-        os.makedirs(adir, exist_ok=True)
         sync = bool(msg.get("sync"))
-        started = time.time()
+        started = time.monotonic()  # a duration: immune to wall-clock steps on the host
         meta: Dict[str, Any] = {"t": "done", "a": attempt_id, "status": "ok"}
         data = b""
         result_file = None  # execute() returned a ResultFile: its path
         try:
+            protocol.private_dir(adir)  # 0700; a planted symlink is refused
+            if "j" in msg:  # a resumed master adopts an attempt whose dispatch it lost
+                fd = os.open(os.path.join(adir, protocol.JOB_FILE), os.O_WRONLY | os.O_CREAT
+                             | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+                try:
+                    os.write(fd, str(msg["j"]).encode())
+                finally:
+                    os.close(fd)
             payload = self._payload(msg, adir)
         except Exception as exc:  # noqa: BLE001
             meta.update(status="system", error="cannot read payload: " + _describe(exc))
+            self._disk_full(exc, meta)
         else:
             result, meta = self._execute(payload, adir, meta)
             if meta["status"] == "ok" and isinstance(result, ResultFile):
@@ -92,7 +102,7 @@ class Worker:
                 else:
                     if meta["kind"] == "pickle":
                         meta["sig"] = protocol.sign_result(self.result_key, attempt_id, data)
-        meta["dur"] = round(time.time() - started, 6)
+        meta["dur"] = round(time.monotonic() - started, 6)
         try:
             if meta["status"] == "ok" and result_file is not None:
                 meta["sha"], meta["size"] = protocol.move_result_file(
@@ -110,6 +120,7 @@ class Worker:
         except OSError as exc:
             meta = {"t": "done", "a": attempt_id, "status": "system",
                     "error": "cannot commit the result on the host: %s" % exc}
+            self._disk_full(exc, meta)
         if meta["status"] == "ok" and meta["size"] <= self.inline_limit:
             if meta["kind"] == "json":
                 meta["r"] = data.decode()
@@ -132,10 +143,24 @@ class Worker:
             return dict(payload, file=path) if payload else path  # extra keys: MapReduce
         return payload
 
+    def _disk_full(self, exc: BaseException, meta: Dict[str, Any]) -> None:
+        """The host's disk is full: say so, with the free space (a fault of the host)."""
+        if protocol.is_disk_full(exc):
+            meta.update(status="system", nospace=True, error=protocol.no_space(self.workdir))
+
     def _execute(self, payload: Any, adir: str, meta: Dict[str, Any]):
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        out = -1
+        try:
+            out = protocol.open_private(os.path.join(adir, "stdout"), flags)
+            err = protocol.open_private(os.path.join(adir, "stderr"), flags)
+        except OSError as exc:
+            if out >= 0:
+                os.close(out)
+            meta.update(status="system", error="cannot create the job's output files: %s" % exc)
+            self._disk_full(exc, meta)
+            return None, meta
         saved = os.dup(1), os.dup(2)
-        out = os.open(os.path.join(adir, "stdout"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        err = os.open(os.path.join(adir, "stderr"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(out, 1)
         os.dup2(err, 2)
         result = None
@@ -145,6 +170,7 @@ class Worker:
             if isinstance(exc, SystemExit) and exc.code in (None, 0):
                 exc = RuntimeError("execute() called sys.exit(%r)" % (exc.code,))
             meta.update(status="error", error=_describe(exc), tb=traceback.format_exc())
+            self._disk_full(exc, meta)  # the job ran out of disk: the host's fault
         finally:
             for stream in (sys.stdout, sys.stderr):
                 try:

@@ -5,6 +5,8 @@ command runner, and ``start_agent``, which returns the byte stream of a long-liv
 process (the host agent). ``LocalTransport`` implements it with the local filesystem and
 subprocesses; ``SshTransport`` with one paramiko connection and one SFTP session.
 Commands are always argument lists; a transport quotes them for the remote shell.
+Below the workdir nothing is written through a symbolic link: ``put_*`` replace whatever
+is at the path (a planted link is removed, never followed), ``mkdir_private`` refuses one.
 """
 
 from __future__ import annotations
@@ -68,7 +70,13 @@ class Transport(abc.ABC):
     def exists(self, path: str) -> bool: ...
 
     @abc.abstractmethod
-    def makedirs(self, path: str, mode: int = 0o700) -> None: ...
+    def makedirs(self, path: str, mode: int = 0o700) -> None:
+        """mkdir -p; every directory it creates gets ``mode``."""
+
+    @abc.abstractmethod
+    def mkdir_private(self, path: str) -> None:
+        """Create the directory ``path`` (0700; its parent exists). An existing directory
+        is fine; a symbolic link (even to a directory) or a file is refused with OSError."""
 
     @abc.abstractmethod
     def rename(self, src: str, dst: str) -> None:

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import threading
 
+from ..remote.protocol import open_private, private_dir
 from .base import AgentStream, Transport
 
 STDERR_LIMIT = 8192
@@ -73,11 +74,12 @@ class LocalTransport(Transport):
         return os.path.expanduser("~")
 
     def put_bytes(self, data: bytes, path: str) -> None:
-        with open(path, "wb") as f:
+        with os.fdopen(open_private(path), "wb") as f:
             f.write(data)
 
     def put_file(self, local_path: str, path: str) -> None:
-        shutil.copyfile(local_path, path)
+        with open(local_path, "rb") as src, os.fdopen(open_private(path), "wb") as f:
+            shutil.copyfileobj(src, f, 1 << 20)
 
     def get_bytes(self, path: str) -> bytes:
         with open(path, "rb") as f:
@@ -90,7 +92,20 @@ class LocalTransport(Transport):
         return os.path.exists(path)
 
     def makedirs(self, path: str, mode: int = 0o700) -> None:
-        os.makedirs(path, mode=mode, exist_ok=True)
+        missing = []  # os.makedirs gives ``mode`` to the last directory only
+        here = os.path.abspath(path)
+        while not os.path.isdir(here):
+            missing.append(here)
+            here = os.path.dirname(here)
+        for d in reversed(missing):
+            try:
+                os.mkdir(d, mode)
+            except FileExistsError:
+                if not os.path.isdir(d):
+                    raise
+
+    def mkdir_private(self, path: str) -> None:
+        private_dir(path)
 
     def rename(self, src: str, dst: str) -> None:
         if os.path.exists(dst):

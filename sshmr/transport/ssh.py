@@ -5,13 +5,16 @@ SFTP call). TCP_NODELAY and SSH keepalives are on. Host keys are verified agains
 inventory's known_hosts file the way OpenSSH does (``[host]:port`` for non-22 ports): an
 unknown host is refused unless ``accept_new`` (then its key is recorded, like
 ``StrictHostKeyChecking=accept-new``); a changed key is always refused. Agent
-forwarding is never requested. Remote commands are argument lists joined with
-``shlex.join``.
+forwarding is never requested. A private key file others may read is refused before
+connecting, as OpenSSH does. Remote commands are argument lists joined with ``shlex.join``.
+Files are written as new files (O_EXCL, 0600) after removing what was at the path, so a
+symbolic link planted in the workdir is never followed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import shlex
@@ -28,7 +31,7 @@ from ..errors import (
     HostKeyUnknown,
     HostUnreachable,
 )
-from ..inventory import Host
+from ..inventory import Host, key_file_problem
 from .base import AgentStream, Transport
 
 DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
@@ -105,6 +108,10 @@ class SshTransport(Transport):
 
     def connect(self) -> None:
         h = self.host
+        for path in h.identity_files or [os.path.expanduser(f"~/.ssh/{n}") for n in DEFAULT_KEYS]:
+            problem = key_file_problem(path)  # before connecting, as OpenSSH refuses them
+            if problem:
+                raise AuthenticationFailed(h.name, problem)
         where = f"{h.user}@{h.hostname}:{h.port}"
         sock = self._jump_channel() if h.proxy_jump else self._socket()
         t = self._pending = paramiko.Transport(sock)  # close() may abort it from now on
@@ -295,16 +302,44 @@ class SshTransport(Transport):
             self._home = self._call("normalize", ".")
         return self._home
 
+    @staticmethod
+    def _create(sftp: paramiko.SFTPClient, path: str | bytes) -> paramiko.SFTPFile:
+        """Open ``path`` as a new file (O_EXCL), mode 0600: whatever was there is removed
+        first (a planted symbolic link itself, never its target)."""
+        try:
+            f = sftp.open(path, "wbx")
+        except OSError:
+            try:
+                sftp.remove(path)
+            except OSError:
+                pass
+            f = sftp.open(path, "wbx")
+        f.chmod(0o600)  # on the handle: no path to follow
+        f.set_pipelined(True)
+        return f
+
     def put_bytes(self, data: bytes, path: str) -> None:
         with self._sftp_lock:
             sftp = self._client()
-            with sftp.open(path, "wb") as f:
-                f.set_pipelined(True)
+            with self._create(sftp, path) as f:
                 f.write(data)
-            sftp.chmod(path, 0o600)
+            # paramiko drops the replies to pipelined writes, errors (ENOSPC) included: check
+            # the size, as its own put() does (the server handles requests in order)
+            size = sftp.stat(path).st_size
+            if size != len(data):
+                raise OSError(errno.EIO, f"short write: {size} of {len(data)} bytes", path)
 
     def put_file(self, local_path: str, path: str) -> None:
-        self._call("put", local_path, path)
+        target = os.fsencode(path)  # a file name that is not UTF-8 keeps its bytes
+        with self._sftp_lock:
+            sftp = self._client()
+            with open(local_path, "rb") as src, self._create(sftp, target) as f:
+                for chunk in iter(lambda: src.read(1 << 15), b""):
+                    f.write(chunk)
+                sent = src.tell()
+            size = sftp.stat(target).st_size  # as paramiko's put(): pipelined writes
+            if size != sent:
+                raise OSError(errno.EIO, f"short write: {size} of {sent} bytes", path)
 
     def get_bytes(self, path: str) -> bytes:
         with self._sftp_lock:
@@ -348,6 +383,20 @@ class SshTransport(Transport):
             except OSError:
                 if not self.exists(sub):
                     raise
+
+    def mkdir_private(self, path: str) -> None:
+        try:
+            self._call("mkdir", path, 0o700)
+            return
+        except OSError as exc:
+            error = exc
+        try:
+            st = self._call("lstat", path)
+        except OSError:
+            raise error from None  # e.g. the parent is missing
+        if not stat.S_ISDIR(st.st_mode or 0):  # a symbolic link, even to a directory
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory (a symbolic link or a "
+                                     "file; sshmr follows no link in its workdir)", path)
 
     def rename(self, src: str, dst: str) -> None:
         self._call("rename", src, dst)

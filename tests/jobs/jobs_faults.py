@@ -22,8 +22,9 @@ Payload keys (all optional but ``k`` and ``d``):
 - ``result_kb``: return that many KiB of bytes (see ``blob``) instead of a dict
 - ``corrupt``: on the first launch, sabotage the on-disk commit of the result:
   ``checksum`` flips a byte of the committed ``result`` file before ``done.json`` is
-  written (same size, wrong sha256); ``truncate`` makes ``result`` a symlink to
-  /dev/null (the master reads 0 bytes)
+  written (same size, wrong sha256); ``truncate`` empties it (the master reads 0 bytes).
+  (A symlink planted as ``result.tmp`` no longer works: the worker never writes through
+  one.)
 
 Child processes record ``pid starttime label`` lines in ``<d>/<k>.pids``.
 """
@@ -62,9 +63,12 @@ while not os.path.exists(result):  # the worker renames result.tmp -> result whe
         sys.exit(1)
     time.sleep(0.001)
 with open(result, "r+b") as f:
-    first = f.read(1)
-    f.seek(0)
-    f.write(bytes([first[0] ^ 0xFF]))
+    if sys.argv[2] == "truncate":
+        f.truncate(0)
+    else:
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 0xFF]))
     f.flush()
     os.fsync(f.fileno())
 # only now let the worker write done.json (and so answer "done"): it blocks on this FIFO
@@ -211,14 +215,10 @@ class Fault(JobExecutor):
     @staticmethod
     def _sabotage(how):
         adir = attempt_dir()
-        if how == "truncate":
-            # the worker writes result.tmp (following the link) and renames the link
-            os.symlink(os.devnull, os.path.join(adir, "result.tmp"))
-        elif how == "checksum":
-            os.mkfifo(os.path.join(adir, "done.json.tmp"))
-            subprocess.Popen([sys.executable, "-c", _CORRUPTER, adir], start_new_session=True)
-        else:
+        if how not in ("truncate", "checksum"):
             raise ValueError(how)
+        os.mkfifo(os.path.join(adir, "done.json.tmp"))
+        subprocess.Popen([sys.executable, "-c", _CORRUPTER, adir, how], start_new_session=True)
 
 
 class FailingSetup(Fault):

@@ -1,0 +1,61 @@
+"""Jobs for the hostile-input tests (shipped to the test hosts; stdlib only).
+
+``Show`` returns what it was given: the payload, or for an input file pushed with
+``--split files`` its name (as bytes, hex) and content (hex), so the test can check that
+hostile names and bytes arrive intact.
+
+``Planter`` is a job that plants symbolic links where sshmr will write next: for the
+next attempt directories of its run it makes each a real directory holding links named
+like every file sshmr writes there (``payload.json``, ``stdout``, ``result.tmp``, ...),
+all pointing at ``victim``, or (every third one) makes the attempt directory itself a link
+to the directory ``outside``. It returns the modes of the directories sshmr made.
+"""
+
+import os
+import stat
+
+from sshmr import JobExecutor
+
+NAMES = ("payload.json", "stdout", "stderr", "result", "result.tmp", "done.json",
+         "done.json.tmp")
+
+
+class Show(JobExecutor):
+    def execute(self, payload):
+        if isinstance(payload, str) and os.path.isfile(payload) and "/a/" in payload:
+            with open(payload, "rb") as f:
+                data = f.read()
+            return {"name": os.fsencode(os.path.basename(payload)).hex(), "data": data.hex()}
+        return {"payload": payload}
+
+
+def _mode(path):
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+class Planter(JobExecutor):
+    def execute(self, payload):
+        spec = payload
+        adir = os.path.dirname(os.readlink("/proc/self/fd/1"))  # the worker's stdout file
+        attempts = os.path.dirname(adir)
+        run_dir = os.path.dirname(attempts)
+        code = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        modes = {"attempt": _mode(adir), "a": _mode(attempts), "run": _mode(run_dir),
+                 "runs": _mode(os.path.dirname(run_dir)), "code": _mode(os.path.dirname(code)),
+                 "bundle": _mode(code)}
+        if spec.get("plant"):
+            me = int(os.path.basename(adir))
+            planted = 0
+            for n in range(me + 1, me + spec["plant"] + 1):
+                target = os.path.join(attempts, str(n))
+                if os.path.lexists(target):
+                    continue  # already pushed (prefetch): sshmr made it, leave it
+                if n % 3 == 0:
+                    os.symlink(spec["outside"], target)
+                else:
+                    os.mkdir(target, 0o700)  # (only dirs sshmr makes are checked)
+                    for name in NAMES:
+                        os.symlink(spec["victim"], os.path.join(target, name))
+                planted += 1
+            modes["planted"] = planted
+        return modes
