@@ -13,6 +13,7 @@ symbolic link planted in the workdir is never followed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import logging
@@ -22,6 +23,7 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Iterator
 
 import paramiko
 
@@ -293,9 +295,22 @@ class SshTransport(Transport):
             self._sftp.get_channel().settimeout(self.op_timeout)
         return self._sftp
 
-    def _call(self, fn_name: str, *args):
+    @contextlib.contextmanager
+    def _sftp_session(self) -> Iterator[paramiko.SFTPClient]:
+        """The SFTP session, under its lock. A connection dropped mid-transfer (paramiko
+        raises EOFError or SSHException for that) comes out as ConnectionResetError: an
+        OSError, like every other transfer failure callers handle."""
         with self._sftp_lock:
-            return getattr(self._client(), fn_name)(*args)
+            try:
+                yield self._client()
+            except (EOFError, paramiko.SSHException) as exc:
+                raise ConnectionResetError(
+                    errno.ECONNRESET, f"connection to {self.name} lost during SFTP: "
+                    f"{exc or type(exc).__name__}") from exc
+
+    def _call(self, fn_name: str, *args):
+        with self._sftp_session() as sftp:
+            return getattr(sftp, fn_name)(*args)
 
     def home(self) -> str:
         if self._home is None:
@@ -319,8 +334,7 @@ class SshTransport(Transport):
         return f
 
     def put_bytes(self, data: bytes, path: str) -> None:
-        with self._sftp_lock:
-            sftp = self._client()
+        with self._sftp_session() as sftp:
             with self._create(sftp, path) as f:
                 f.write(data)
             # paramiko drops the replies to pipelined writes, errors (ENOSPC) included: check
@@ -331,8 +345,7 @@ class SshTransport(Transport):
 
     def put_file(self, local_path: str, path: str) -> None:
         target = os.fsencode(path)  # a file name that is not UTF-8 keeps its bytes
-        with self._sftp_lock:
-            sftp = self._client()
+        with self._sftp_session() as sftp:
             with open(local_path, "rb") as src, self._create(sftp, target) as f:
                 for chunk in iter(lambda: src.read(1 << 15), b""):
                     f.write(chunk)
@@ -342,8 +355,8 @@ class SshTransport(Transport):
                 raise OSError(errno.EIO, f"short write: {size} of {sent} bytes", path)
 
     def get_bytes(self, path: str) -> bytes:
-        with self._sftp_lock:
-            with self._client().open(path, "rb") as f:
+        with self._sftp_session() as sftp:
+            with sftp.open(path, "rb") as f:
                 f.prefetch()
                 return f.read()
 
