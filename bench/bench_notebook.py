@@ -43,7 +43,7 @@ def main() -> int:
     for var in ("SSH_AUTH_SOCK", "SSH_AGENT_PID"):
         os.environ.pop(var, None)
     root = Path(tempfile.mkdtemp(prefix="sshmr-bench-nb-"))
-    cluster = SshdCluster(root / "cluster", args.hosts)
+    cluster = SshdCluster(root / "cluster", args.hosts, own_homes=False)
     try:
         cluster.start()
         inventory = write_inventory(cluster, root / "inventory.yaml", slots=args.slots)

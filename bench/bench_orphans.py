@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.pop(var, None)
     signal.signal(signal.SIGTERM, _interrupt)
     root = Path(tempfile.mkdtemp(prefix="sshmr-bench-orphans-"))
-    cluster = SshdCluster(root / "cluster", args.hosts, own_homes=True)
+    cluster = SshdCluster(root / "cluster", args.hosts)
     started = time.monotonic()
     stop_at = started + args.minutes * 60 if args.minutes else float("inf")
     stress = None

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "platform": platform.platform()},
                     "jobs": args.jobs, "hosts": args.hosts, "slots": args.slots,
                     "load_avg_before": _loadavg()}
-    cluster = SshdCluster(root / "cluster", args.hosts)
+    cluster = SshdCluster(root / "cluster", args.hosts, own_homes=False)
     status = 0
     try:
         cluster.start()  # first, while single-threaded: the sshds then die with us

@@ -84,7 +84,7 @@ def main() -> int:
         check(root / "out-local", expected)
         row("sshmr local", local["wall_s"], mb, report, local)
 
-        cluster = SshdCluster(root / "cluster", args.hosts)
+        cluster = SshdCluster(root / "cluster", args.hosts, own_homes=False)
         cluster.start()
         inv = write_inventory(cluster, root / "inv.yaml", slots=args.slots)
         ssh = run_master(root, data, "ssh", str(inv), args.hosts * args.slots)

@@ -76,7 +76,7 @@ def start_cluster(root: Path, n_hosts: int, plain: bool) -> SshdCluster:
     if plain:
         options["AuthorizedKeysFile"] = f"{root / 'cluster' / 'authorized_keys'} " \
                                         f".ssh/authorized_keys"
-    cluster = SshdCluster(root / "cluster", n_hosts, sshd_options=options)
+    cluster = SshdCluster(root / "cluster", n_hosts, sshd_options=options, own_homes=False)
     cluster.start()
     return cluster
 

@@ -113,11 +113,11 @@ def _session_cluster_hygiene(request: pytest.FixtureRequest):
 
 @pytest.fixture
 def fresh_cluster(tmp_path_factory: pytest.TempPathFactory):
-    """Factory ``make_cluster(n=2, *, own_homes=False, **sshd_options) -> SshdCluster``
+    """Factory ``make_cluster(n=2, *, own_homes=True, **sshd_options) -> SshdCluster``
     (see ``SshdCluster``), torn down after the test."""
     clusters: list[SshdCluster] = []
 
-    def make_cluster(n: int = 2, *, own_homes: bool = False,
+    def make_cluster(n: int = 2, *, own_homes: bool = True,
                      **sshd_options: object) -> SshdCluster:
         options = {k: (None if v is None else str(v)) for k, v in sshd_options.items()}
         new = SshdCluster(tmp_path_factory.mktemp("cluster"), n, sshd_options=options or None,

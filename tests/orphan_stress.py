@@ -17,7 +17,7 @@ host must be gone within ``master_grace`` + ``MARGIN`` seconds. Leftovers are re
 killed by PID. The run's remote directories must be gone too, or be removed by ``sshmr gc``
 (``--all`` after a SIGKILL: the run stays resumable).
 
-The cluster should give each host its own home (``SshdCluster(own_homes=True)``), as
+Each host has its own home (``SshdCluster``'s default, ``own_homes=True``), as
 separate servers have. With one shared home, every host's login shell runs the same rc
 files; on this machine root's ``~/.bashrc`` runs ``pyenv rehash``, which takes one
 machine-wide lock file. A shell frozen or killed while holding it (another test's

@@ -246,16 +246,20 @@ class SshdCluster:
         n_hosts: int = 4,
         *,
         sshd_options: dict[str, str | None] | None = None,
-        own_homes: bool = False,
+        own_homes: bool = True,
     ) -> None:
         if n_hosts < 1:
             raise ValueError("n_hosts must be >= 1")
         self.root = Path(root).absolute()
         self.n_hosts = n_hosts
         self.sshd_options = dict(sshd_options or {})  # sshd keyword -> value (None: drop it)
-        # own_homes: each host's sessions get HOME=<host dir>/home (empty, no shell rc
-        # files), like separate servers, instead of all hosts sharing this account's home
-        # and whatever its rc files do (here: `pyenv rehash`, one lock for every host)
+        # own_homes (the default): each host's sessions get HOME=<host dir>/home (empty, no
+        # shell rc files), like separate servers. With False, all hosts share this account's
+        # home and whatever its rc files do: here root's ~/.bashrc runs `pyenv rehash`, whose
+        # one lock file every shell of the account shares; a test that freezes or kills a
+        # host mid-rehash then stalls every other login, and a killed holder leaves the lock
+        # behind (60 s waits for every later shell and `pip install` on the machine).
+        # Benchmarks that want this machine's real login cost pass False.
         self.own_homes = own_homes
         self.id = uuid.uuid4().hex[:12]
         self.user = pwd.getpwuid(os.geteuid()).pw_name

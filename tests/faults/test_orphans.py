@@ -178,7 +178,7 @@ def test_a_worker_sees_eof_when_its_agent_dies_without_the_kernel_helping(tmp_pa
 
 
 def test_no_process_outlives_a_run_under_stress(fresh_cluster, tmp_path):
-    cluster = fresh_cluster(4, own_homes=True)  # see orphan_stress: no shared rc lock
+    cluster = fresh_cluster(4)  # own homes (the default): see orphan_stress
     with Stress(cluster, tmp_path / "stress", seed=13) as stress:
         for _ in range(ROUNDS_PER_ENTRY):
             for entry in ENTRY_POINTS:

@@ -151,7 +151,8 @@ def test_host_accepts_client_key_and_runs_commands(sshd_cluster: SshdCluster, i:
     finally:
         client.close()
     assert status == 0, err
-    assert out.splitlines() == [pwd.getpwuid(os.geteuid()).pw_dir, "1"]
+    # each host has a home of its own (no rc files), like a separate server
+    assert out.splitlines() == [str(sshd_cluster.host_dir(i) / "home"), "1"]
 
 
 def test_host_key_is_verified(sshd_cluster: SshdCluster, tmp_path: Path) -> None:
