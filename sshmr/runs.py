@@ -20,8 +20,12 @@ from .journal import Journal
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+def new_run_id(now: float | None = None) -> str:
+    """``YYYYMMDD-HHMMSS-xxxxxx``: the local time, then 2 hex digits of the 4 ms tick
+    within the second, so that names sort in start order, then 4 random hex digits."""
+    now = time.time() if now is None else now
+    tick = min(int((now % 1) * 250), 249)
+    return f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}-{tick:02x}{secrets.token_hex(2)}"
 
 
 def create_run_dir(runs_dir: str) -> tuple[str, str]:

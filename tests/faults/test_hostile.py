@@ -89,11 +89,13 @@ def test_hostile_payloads_and_file_names_execute_nothing(cluster, tmp_path, cana
     names = [os.fsencode(s.replace("/", "_")) for s in evil] + [b"bin\xff\xfe.txt"]
     for i, name in enumerate(names):
         (files / os.fsdecode(name)).write_bytes(b"content %d \xff\n" % i)
+    lines_run = the_run_dir(runs)
     proc = sshmr_cli("run", "-i", str(inv), SHOW, *sorted(str(p) for p in files.iterdir()),
                      "--split", "files", "--runs-dir", str(runs), "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    run_dir = max((p for p in runs.iterdir() if (p / "journal.sqlite").exists()),
-                  key=lambda p: p.name)
+    # run ids sort by second, then at random: the new run is the one that was not there
+    (run_dir,) = [p for p in runs.iterdir()
+                  if (p / "journal.sqlite").exists() and p != lines_run]
     file_result = load_run_result(str(run_dir))
     assert_nothing_lost(file_result, 0, cluster=cluster)
     got = sorted((bytes.fromhex(r["name"]), bytes.fromhex(r["data"]))
