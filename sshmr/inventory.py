@@ -39,6 +39,7 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 TOP_KEYS = ("defaults", "known_hosts", "ssh_config", "hosts")
 FIELD_KEYS = ("port", "user", "identity_file", "slots", "python", "workdir", "connect_timeout")
 HOST_KEYS = ("host", *FIELD_KEYS)
+USER_METACHARS = frozenset("'`\";&<>|(){}$")  # OpenSSH's valid_ruser refuses these
 HOST_NAME = re.compile(r"[A-Za-z0-9_.:%+\[\]-]+")  # DNS names, IPv4/6 (+ zone), aliases
 
 
@@ -219,6 +220,12 @@ class _Parser:
         # user, python, workdir: non-empty strings
         if not isinstance(value, str) or not value.strip():
             raise self.fail(line, field, f"expected a non-empty string, got {got}")
+        if key == "user":
+            bad = next((c for c in value if c in USER_METACHARS or not c.isprintable()
+                        or c.isspace()), "-" if value.startswith("-") else None)
+            if bad is not None:
+                raise self.fail(line, field, f"{value!r} cannot be a user name (it has {bad!r});"
+                                " OpenSSH refuses shell metacharacters there too")
         return value
 
     def fields(self, m: _Map, field: str) -> dict[str, Any]:

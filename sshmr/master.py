@@ -77,6 +77,7 @@ class Master:
         self.late: dict[int, str] = {}  # attempt -> host: a late result, to commit or discard
         self.late_seen: set[int] = set()  # lost attempts whose outcome was found on the host
         self.late_check: dict[str, float] = {}  # host -> when to look for late results
+        self.late_until: dict[str, float] = {}  # host -> when no more late result can come
         self._host_said: dict[str, str] = {}  # the host state last told to ``progress``
         self.finished: s.Finished | None = None
         self.interrupts = 0
@@ -176,7 +177,12 @@ class Master:
             for host, at in list(self.late_check.items()):
                 if now >= at and self.sessions[host].alive:
                     self.late_check[host] = now + LATE_RECHECK
-                    self._look_for_late(self.sessions[host])
+                    # The lost agent ends its jobs by their timeout or max_living (its own
+                    # clocks), so any result it commits is on disk by then: look until
+                    # then, and once after.
+                    life = min(self.cfg.timeout or self.cfg.max_living, self.cfg.max_living)
+                    until = self.late_until.setdefault(host, now + life + self.cfg.kill_grace)
+                    self._look_for_late(self.sessions[host], last=now >= until)
         if now - last["cancel"] >= 0.25:
             last["cancel"] = now
             if self.interrupts or os.path.exists(os.path.join(self.run_dir, "cancel")):
@@ -208,17 +214,20 @@ class Master:
                            host=session.name)
         self._say_host(session.name, "up", f"host {session.name} up: {slots} slots")
         self.late_check[session.name] = 0.0
+        self.late_until.pop(session.name, None)  # set by the first look
         return [s.HostUp(session.name, slots)]
 
-    def _look_for_late(self, session: HostSession) -> None:
+    def _look_for_late(self, session: HostSession, last: bool = False) -> None:
         """A host that came back may hold results its lost agent's jobs committed to disk
-        (attempts given up as host_lost): read them on its I/O thread (see ``_on_late``)."""
+        (attempts given up as host_lost): read them on its I/O thread (see ``_on_late``).
+        ``last``: no more can come; this is the final look."""
         rows = self.journal.db.execute(
             "SELECT id FROM attempts WHERE host = ? AND state = ? AND reason = ?",
             (session.name, AttemptState.FAILED.value, Reason.HOST_LOST.value)).fetchall()
         todo = [r[0] for r in rows if r[0] not in self.late_seen]
-        if not todo:
+        if not todo or last:
             del self.late_check[session.name]
+        if not todo:
             return
         t, run_dir, key = session.transport, session.run_dir, self.result_key
         session.io(lambda: {a: read_attempt(t, protocol.attempt_dir(run_dir, a), key)

@@ -59,6 +59,20 @@ def test_ordinary_host_names_are_accepted(name):
     assert parse_inventory(f'hosts:\n  - host: "{name}"\n', "inv").hosts[0].hostname == name
 
 
+@pytest.mark.parametrize("user", ["$(id)", "`id`", "a;b", "a b", "-oProxyCommand=x", "a\nb",
+                                  "a'b", "a|b"])
+def test_user_names_with_shell_metacharacters_are_refused(user):
+    text = "defaults:\n  user: " + json.dumps(user) + "\nhosts:\n  - h1\n"
+    with pytest.raises(InventoryError, match=r"defaults.user: .* cannot be a user name"):
+        parse_inventory(text, "inv")
+
+
+@pytest.mark.parametrize("user", ["deploy", "first.last", "svc-mr_1", "DOMAIN\\bob", "a@b.org"])
+def test_ordinary_user_names_are_accepted(user):
+    text = "hosts:\n  - host: h1\n    user: " + json.dumps(user) + "\n"
+    assert parse_inventory(text, "inv").hosts[0].user == user
+
+
 @pytest.mark.parametrize("run_id", EVIL)
 def test_hostile_run_ids_are_refused(tmp_path, run_id):
     (tmp_path / "x").mkdir()
