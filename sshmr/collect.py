@@ -5,9 +5,11 @@ attempt), read its commit marker and result from its host. A verified result is
 committed; a reported error is a failed attempt; no marker (the host is gone, or the job
 never finished) means the outcome is unknown: a ``max_retries=0`` job ends UNKNOWN and is
 never launched again, any other job is re-queued if it has launches left. Unless the
-attempt never started: no ``job`` file in its directory, and no agent of the run left on
-the host to start it (the run's ``agent.lock`` is free); that was no launch, so its job
-goes back to the queue, whatever ``max_retries``.
+attempt never started: the host never acknowledged it (no start time in the journal), no
+``job`` file is in its directory, and no agent of the run is left on the host to start it
+(the run's ``agent.lock`` is free); that was no launch, so its job goes back to the
+queue, whatever ``max_retries``. An acknowledged attempt is always a launch: a missing
+``job`` file (its directory removed, or half removed) never makes it "not started".
 
 An attempt the journal never recorded (its dispatch was in the crashed master's last,
 unflushed transaction) but which started on a host (its ``job`` file names the job) is
@@ -43,10 +45,13 @@ def collect_open_attempts(journal: Journal, transports: list[tuple[Transport, st
         " AND a.id = (SELECT MAX(id) FROM attempts b WHERE b.job = j.id)").fetchall()
     by_host: dict[str, list[int]] = defaultdict(list)
     job_of: dict[int, int] = {}
-    for row in rows:  # attempts columns: id, job, number, host, ...
-        attempt, job, host = row[0], row[1], row[3]
+    acked: set[int] = set()  # the host said it handed these to a worker: launches
+    for row in rows:  # attempts columns: id, job, number, host, slot, state, reason,
+        attempt, job, host = row[0], row[1], row[3]  # dispatched, started, ...
         by_host[host].append(attempt)
         job_of[attempt] = job
+        if row[8] is not None:
+            acked.add(attempt)
     where = {t.name: (t, workdir, python) for t, python, workdir, _ in transports}
     known = {row[0] for row in journal.db.execute("SELECT id FROM attempts")}
     lost: dict[int, tuple[str, int, Outcome]] = {}  # attempt -> (host, job, outcome)
@@ -59,7 +64,8 @@ def collect_open_attempts(journal: Journal, transports: list[tuple[Transport, st
             lost.update(_lost_attempts(transport, run_dir, known))
             found = {a: read_attempt(transport, protocol.attempt_dir(run_dir, a))
                      for a in by_host[host]}
-            missing = [a for a, outcome in found.items() if outcome[0] == "missing"]
+            missing = [a for a, outcome in found.items()
+                       if outcome[0] == "missing" and a not in acked]
             if missing and _agents_gone(transport, python, run_dir):
                 for a in missing:  # no job file and no agent left to start it: never will
                     if not transport.exists(f"{protocol.attempt_dir(run_dir, a)}/"

@@ -21,11 +21,12 @@ RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def new_run_id(now: float | None = None) -> str:
-    """``YYYYMMDD-HHMMSS-xxxxxx``: the local time, then 2 hex digits of the 4 ms tick
-    within the second, so that names sort in start order, then 4 random hex digits."""
+    """``YYYYMMDD-HHMMSS-ttxxxxxx``: the local time; ``tt``, the 4 ms tick within the
+    second in hex, so that names sort in start order; 6 random hex digits, so that runs of
+    other runs dirs started at the same moment do not share a directory on the hosts."""
     now = time.time() if now is None else now
     tick = min(int((now % 1) * 250), 249)
-    return f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}-{tick:02x}{secrets.token_hex(2)}"
+    return f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}-{tick:02x}{secrets.token_hex(3)}"
 
 
 def create_run_dir(runs_dir: str) -> tuple[str, str]:
@@ -53,7 +54,7 @@ def find_run(runs_dir: str, run_id: str | None) -> str:
                               " --runs-dir")
         run_id = candidates[-1]
     if not RUN_ID.fullmatch(run_id):  # never a path out of the runs dir
-        raise RunNotFound(f"{run_id!r} is not a run id (like 20261130-073147-af1499);"
+        raise RunNotFound(f"{run_id!r} is not a run id (like 20261130-073147-5fc789a0);"
                           " 'sshmr runs' lists them")
     path = os.path.join(runs_dir, run_id)
     if not os.path.exists(os.path.join(path, Journal.FILE)):

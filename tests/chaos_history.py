@@ -136,6 +136,10 @@ def _evidence(run: LaneRun) -> list[str]:
             lines += [f"    attempt {a['id']} #{a['number']} {a['host']} slot {a['slot']}"
                       f" {a['state']} {a['reason']} dispatched {a['dispatched']} started"
                       f" {a['started']} ended {a['ended']}" for a in rows]
+            lines += [f"    job event {e['ts']:.3f} {e['kind']} host {e['host']} attempt"
+                      f" {e['attempt']}: {(e['message'] or '')[:160]}"
+                      for e in db.execute("SELECT * FROM events WHERE job = ? ORDER BY id",
+                                          (job["id"],))]
         lines += [f"    event {e['ts']:.3f} {e['kind']} host {e['host']} job {e['job']}"
                   f" attempt {e['attempt']}: {(e['message'] or '')[:160]}"
                   for e in db.execute("SELECT * FROM events WHERE kind IN ('resumed',"
