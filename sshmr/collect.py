@@ -151,13 +151,19 @@ def _lost_attempts(transport: Transport, run_dir: str,
 
 def remove_run_dirs(transports: list[tuple[Transport, str, str, Any]], run_id: str) -> None:
     """Remove the run's directory from every host (best effort: ``sshmr gc`` does the rest).
-    For a resume with nothing left to run, whose master ends before any host connects."""
+    For a resume with nothing left to run, whose master ends before any host connects.
+    A host where an agent of the run still lives keeps it: a job still running there (its
+    job UNKNOWN) may yet commit a result that a later ``sshmr resume`` collects."""
 
     def remove(entry: tuple[Transport, str, str, Any]) -> None:
-        transport, _, workdir, _ = entry
+        transport, python, workdir, _ = entry
         try:
             transport.connect()
-            transport.rmtree(f"{transport.expand_user(workdir)}/runs/{run_id}")
+            run_dir = f"{transport.expand_user(workdir)}/runs/{run_id}"
+            if transport.exists(f"{run_dir}/{protocol.AGENT_LOCK}") and not _agents_gone(
+                    transport, python, run_dir):
+                return
+            transport.rmtree(run_dir)
         except (HostError, OSError):
             pass
         finally:

@@ -4,15 +4,19 @@ needs the host never to have acknowledged the attempt. Found by the chaos run (s
 ran; later its attempt directory no longer held its ``job`` file, and a resume read that
 absence as "never started". An acknowledged attempt is a launch, whatever is on disk.
 
+A resume with nothing left to run removes the run's directory from the hosts, but not
+from a host where an agent of the run still lives (a job there may yet commit a result).
+
 The host is this machine (``LocalTransport``, a real transport): its run dir holds a free
 ``agent.lock`` (no agent left) and the attempt's directory without a ``job`` file.
 """
 
 from __future__ import annotations
 
+import fcntl
 import sys
 
-from sshmr.collect import collect_open_attempts
+from sshmr.collect import collect_open_attempts, remove_run_dirs
 from sshmr.jobs import AttemptState, JobState
 from sshmr.journal import Journal
 from sshmr.remote import protocol
@@ -74,3 +78,28 @@ def test_an_unacknowledged_attempt_whose_job_file_exists_did_start(tmp_path):
     job_file.write_text("1")
     collect_open_attempts(journal, hosts, RUN, max_retries=0, inline_limit=0)
     assert _job(journal) == ("UNKNOWN", 1)
+
+
+def _host_run_dir(tmp_path) -> tuple[list, object]:
+    workdir = tmp_path / "host"
+    run_dir = workdir / "runs" / RUN
+    (run_dir / "a" / "7").mkdir(parents=True)
+    (run_dir / protocol.AGENT_LOCK).write_bytes(b"")
+    return [(LocalTransport("h0"), sys.executable, str(workdir), None)], run_dir
+
+
+def test_a_run_dir_with_a_live_agent_is_kept_for_a_later_resume(tmp_path):
+    hosts, run_dir = _host_run_dir(tmp_path)
+    with open(run_dir / protocol.AGENT_LOCK, "rb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)  # as an agent (or its worker) of the run holds it
+        remove_run_dirs(hosts, RUN)
+        assert (run_dir / "a" / "7").is_dir()
+    remove_run_dirs(hosts, RUN)  # no agent left: removed
+    assert not run_dir.exists()
+
+
+def test_a_run_dir_without_a_lock_file_is_removed(tmp_path):
+    hosts, run_dir = _host_run_dir(tmp_path)
+    (run_dir / protocol.AGENT_LOCK).unlink()
+    remove_run_dirs(hosts, RUN)
+    assert not run_dir.exists()
