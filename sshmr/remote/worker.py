@@ -160,6 +160,7 @@ class Worker:
             meta.update(status="system", error="cannot create the job's output files: %s" % exc)
             self._disk_full(exc, meta)
             return None, meta
+        _flush_std()  # what is buffered is not this job's output
         saved = os.dup(1), os.dup(2)
         os.dup2(out, 1)
         os.dup2(err, 2)
@@ -172,11 +173,7 @@ class Worker:
             meta.update(status="error", error=_describe(exc), tb=traceback.format_exc())
             self._disk_full(exc, meta)  # the job ran out of disk: the host's fault
         finally:
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except (OSError, ValueError):
-                    pass
+            _flush_std()  # the job's output, into its files
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             for fd in (out, err) + saved:
@@ -188,6 +185,14 @@ class Worker:
         data = memoryview(protocol.encode(msg))
         while data:
             data = data[os.write(wfd, data):]
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def _serialise(result: Any, key: Optional[bytes] = None):

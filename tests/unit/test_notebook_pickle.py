@@ -51,7 +51,7 @@ assert "Point" not in sys.modules["__main__"].__dict__
 ex.setup()
 w = Worker(ex, run_dir=sys.argv[2], result_key=bytes.fromhex(cfg["key"]))
 for i, p in enumerate(cfg["payloads"], 1):
-    print(json.dumps(w.run_attempt({"t": "run", "a": i, "p": p})))
+    print(json.dumps(w.run_attempt({"t": "run", "a": i, "p": p})), flush=True)
 '''
 
 
