@@ -25,7 +25,7 @@ sys.path.insert(0, str(BENCH))
 from browser import Opened, browser  # noqa: E402
 from synth_journal import make_journal  # noqa: E402
 
-from sshmr.report import write_report  # noqa: E402
+from sshmr.views.report import write_report  # noqa: E402
 
 
 def main() -> None:

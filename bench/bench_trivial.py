@@ -163,7 +163,7 @@ def run_sshmr(items: list[int], inventory: Path, runs_dir: Path, live: bool = Fa
     if live:
         from rich.console import Console
 
-        from sshmr.live import LiveDisplay
+        from sshmr.views.live import LiveDisplay
 
         tty = open(os.devnull, "w")  # noqa: SIM115 - closed below
         view = LiveDisplay(str(runs_dir), Console(file=tty, force_terminal=True, width=100))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sshmr import scheduler as s  # noqa: E402
+from sshmr.engine import scheduler as s  # noqa: E402
 
 
 def simulate(hosts: int, slots: int, jobs: int, seed: int = 1) -> dict:

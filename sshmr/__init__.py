@@ -3,6 +3,10 @@
 The public API is what ``__all__`` lists; everything else may change. Only the
 stdlib-only names (JobExecutor, MapReduce, Partitioner, Worker, errors) are imported eagerly, so
 this package also imports on a host that has nothing but ``python3``.
+
+The packages are layers (``remote`` < the job API < ``inventory``, ``transport``, ``record``
+< ``engine`` < ``mapreduce``, ``views`` < ``api`` < ``cli``, ``notebook``); which may import
+which is ARCHITECTURE.md's table, checked by ``tests/unit/test_architecture.py``.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ _LAZY = {
     "resume": "api",
     "RunResult": "result",
     "JobResult": "result",
-    "RunConfig": "config",
+    "RunConfig": "engine.config",
     "load_inventory": "inventory",
     "Inventory": "inventory",
     "Host": "inventory",

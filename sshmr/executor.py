@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional
+
+from .remote.resultfile import ResultFile
+
+__all__ = ["JobExecutor", "ResultFile"]
 
 
 class JobExecutor:
@@ -32,16 +35,3 @@ class JobExecutor:
         name = type(self).__name__
         raise NotImplementedError(f"{name}.execute(self, payload) is not implemented")
 
-
-class ResultFile:
-    """Return ``ResultFile(path)`` from ``execute`` to make a file the job's result (bytes)
-    without reading it into memory: the worker moves it into the attempt's result and the
-    master streams it to the run directory, checksummed like any result."""
-
-    __slots__ = ("path",)
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
-
-    def __repr__(self) -> str:
-        return "ResultFile(" + repr(self.path) + ")"

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sshmr.config import RunConfig
-from sshmr.journal import Journal
+from sshmr.engine.config import RunConfig
+from sshmr.record.journal import Journal
 
 
 def make_journal(run_dir: Path, jobs: int = 10_000, hosts: int = 4, slots: int = 4,

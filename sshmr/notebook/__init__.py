@@ -27,13 +27,13 @@ from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from typing import Any
 
-from ..config import RunConfig
+from ..engine.config import RunConfig
 from ..errors import Cancelled, ConfigError, JobFailed, NoHostsAvailable, RemoteTraceback
 from ..inventory import Inventory, load_inventory
 from ..jobs import JobState
-from ..journal import Journal
+from ..record.journal import Journal
 from ..result import RunResult
-from .html import HostTable
+from ..views.notebook_html import HostTable
 from .shipping import encode_item, ship_function
 from .view import RunView
 
@@ -102,7 +102,7 @@ class Cluster:
             cpus = os.cpu_count() or 1
             return HostTable([{"host": "local", "ok": True, "python": platform.python_version(),
                                "cpus": cpus, "slots": self.defaults.get("slots") or cpus}])
-        from ..preflight import check_hosts
+        from ..engine.preflight import check_hosts
 
         return HostTable(check_hosts(self.inventory.path,
                                      bool(self.defaults.get("accept_new_hosts"))))

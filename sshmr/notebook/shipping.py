@@ -22,10 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..engine.target import Code, code_of
 from ..errors import TargetError
 from ..function import PICKLED_KEY, FunctionExecutor
 from ..remote.protocol import is_plain_json
-from ..target import Code, code_of
 
 
 def _cloudpickle():

@@ -18,8 +18,8 @@ import threading
 import time
 from typing import Any, TextIO
 
-from ..journal import Journal
-from ..progress import Figures, figures, read_snapshot
+from ..record.journal import Journal
+from ..views.progress import Figures, figures, read_snapshot
 
 FPS = 3
 BAR_WIDTH = 30

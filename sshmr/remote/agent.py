@@ -22,14 +22,9 @@ after the fork.
 
 from __future__ import annotations
 
-import base64
-import errno
 import fcntl
-import importlib
 import json
 import os
-import pickle
-import select
 import selectors
 import shutil
 import signal
@@ -40,28 +35,8 @@ import uuid
 from typing import Any, Dict, List, Optional
 
 from . import procs, protocol
-from .worker import ALARM_MARGIN, Worker
-
-
-class _Slot:
-    __slots__ = ("index", "pid", "rfd", "wfd", "buf", "token", "expires", "attempt",
-                 "deadline", "kill_reason", "kill_at", "up", "error", "tb", "queue")
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.pid = 0
-        self.rfd = self.wfd = -1
-        self.buf = b""
-        self.token = ""
-        self.expires = float("inf")
-        self.attempt: Optional[int] = None
-        self.deadline = float("inf")
-        self.kill_reason: Optional[str] = None
-        self.kill_at = float("inf")  # when to escalate to SIGKILL
-        self.up = False
-        self.error: Optional[str] = None  # why setup() failed
-        self.tb: Optional[str] = None
-        self.queue: List[Dict[str, Any]] = []  # run messages waiting for the running job
+from .worker import ALARM_MARGIN
+from .workers import WorkerSlot, fork_worker, load_executor, write_all
 
 
 class Agent:
@@ -72,7 +47,7 @@ class Agent:
         self.hb_interval = float(config.get("hb_interval", 1.0))
         self.master_grace = float(config.get("master_grace", 10.0))
         self.kill_grace = float(config.get("kill_grace", 2.0))
-        self.slots: Dict[int, _Slot] = {}
+        self.slots: Dict[int, WorkerSlot] = {}
         self.sel = selectors.DefaultSelector()
         self.out_fd = -1
         self.inbuf = b""
@@ -218,7 +193,7 @@ class Agent:
             if msg.get("cleanup"):
                 shutil.rmtree(self.run_dir, ignore_errors=True)
 
-    def _begin(self, s: _Slot, msg: Dict[str, Any]) -> None:
+    def _begin(self, s: WorkerSlot, msg: Dict[str, Any]) -> None:
         """Hand ``msg`` to the slot's idle worker; the master hears "ack" before it runs."""
         s.attempt = msg["a"]
         timeout = msg.get("timeout")
@@ -226,7 +201,7 @@ class Agent:
         self._send({"t": "ack", "a": msg["a"]})
         self._flush()
         try:
-            _write(s.wfd, protocol.encode(msg))
+            write_all(s.wfd, protocol.encode(msg))
         except OSError:
             self._kill(s, "worker_died")
 
@@ -259,41 +234,20 @@ class Agent:
             return
         if self.executor is None:
             try:
-                self.executor = self._load_executor()
+                self.executor = load_executor(self.cfg["target"])
             except BaseException as exc:  # noqa: BLE001 - reported to the master
                 self._send({"t": "down", "slot": index, "reason": "setup",
                             "error": "cannot load the job code: %s: %s" % (type(exc).__name__, exc),
                             "tb": traceback.format_exc()})
                 return
-        s = _Slot(index)
+        s = WorkerSlot(index)
         to_worker_r, to_worker_w = os.pipe()
         from_worker_r, from_worker_w = os.pipe()
         s.token = uuid.uuid4().hex
-        agent = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # the worker
-            code = 1
-            try:
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
-                    signal.signal(sig, signal.SIG_DFL)
-                if self.max_living:  # the backstop covers the worker from its first moment
-                    signal.alarm(max(1, int(float(self.max_living) + ALARM_MARGIN)))
-                os.setsid()
-                procs.die_with_parent(agent)
-                # Hold no pipe but our own: a worker sees EOF as soon as its agent is gone.
-                procs.close_quietly(to_worker_w, from_worker_r, self.out_fd,
-                                    getattr(self.sel, "fileno", lambda: -1)(),
-                                    *[fd for o in self.slots.values() for fd in (o.rfd, o.wfd)])
-                os.environ[procs.TOKEN_ENV] = s.token  # seen in /proc by exec'd children
-                procs.set_name(procs.comm_name(s.token))  # inherited by forked ones
-                devnull = os.open(os.devnull, os.O_RDONLY)
-                os.dup2(devnull, 0)
-                Worker(self.executor, self.max_living, run_dir=self.run_dir,
-                       inline_limit=int(self.cfg.get("inline_limit", 65536)),
-                       result_key=self.result_key).serve(to_worker_r, from_worker_w)
-                code = 0
-            finally:
-                os._exit(code)
+        pid = fork_worker(s, self.executor, self.cfg, self.result_key,
+                          (to_worker_r, to_worker_w), (from_worker_r, from_worker_w),
+                          [self.out_fd, getattr(self.sel, "fileno", lambda: -1)()]
+                          + [fd for o in self.slots.values() for fd in (o.rfd, o.wfd)])
         os.close(to_worker_r)
         os.close(from_worker_w)
         s.pid, s.rfd, s.wfd = pid, from_worker_r, to_worker_w
@@ -302,19 +256,7 @@ class Agent:
         self.slots[index] = s
         self.sel.register(s.rfd, selectors.EVENT_READ, s)
 
-    def _load_executor(self) -> Any:
-        target = self.cfg["target"]
-        sys.path.insert(0, target["path"])
-        obj: Any = importlib.import_module(target["module"])
-        for part in target["class"].split("."):
-            obj = getattr(obj, part)
-        if not target.get("state"):
-            return obj()
-        executor = obj.__new__(obj)
-        executor.__dict__.update(pickle.loads(base64.b64decode(target["state"])))
-        return executor
-
-    def _read_worker(self, s: _Slot) -> None:
+    def _read_worker(self, s: WorkerSlot) -> None:
         try:
             chunk = os.read(s.rfd, 1 << 16)
         except OSError:
@@ -343,7 +285,7 @@ class Agent:
                     elif s.queue:
                         self._begin(s, s.queue.pop(0))
 
-    def _kill(self, s: _Slot, reason: str) -> None:
+    def _kill(self, s: WorkerSlot, reason: str) -> None:
         s.kill_reason = reason
         s.kill_at = time.monotonic() + self.kill_grace
         s.up = False
@@ -351,17 +293,17 @@ class Agent:
         if reason == "retired":
             self._close_pipe(s)
 
-    def _hard_kill(self, s: _Slot) -> None:
+    def _hard_kill(self, s: WorkerSlot) -> None:
         s.kill_at = float("inf")
         procs.signal_worker(s.pid, signal.SIGKILL)
         procs.kill_by_token(s.token)
 
-    def _close_pipe(self, s: _Slot) -> None:
+    def _close_pipe(self, s: WorkerSlot) -> None:
         if s.wfd >= 0:
             os.close(s.wfd)
             s.wfd = -1
 
-    def _reap(self, s: _Slot) -> None:
+    def _reap(self, s: WorkerSlot) -> None:
         """The worker's pipe closed: it is dead or dying. Collect it, then report."""
         self.sel.unregister(s.rfd)
         os.close(s.rfd)
@@ -422,21 +364,9 @@ class Agent:
         if self.master_lost:
             return
         try:
-            _write(self.out_fd, data, self.master_grace)
+            write_all(self.out_fd, data, self.master_grace)
         except OSError:
             self._lose_master()
-
-
-def _write(fd: int, data: bytes, patience: Optional[float] = None) -> None:
-    """Write all of ``data``; on a non-blocking ``fd``, raise TimeoutError (an OSError)
-    when the reader takes no byte for ``patience`` seconds (a frozen master)."""
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view):]
-        except BlockingIOError:
-            if not select.select([], [fd], [], patience)[1]:
-                raise TimeoutError(errno.ETIMEDOUT, "the master reads nothing") from None
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -25,9 +25,8 @@ import os
 import zlib
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
 
-from ..executor import ResultFile
-from ..mapreduce import MapReduce, MRStep, step_functions
 from .mrfiles import iter_records, read_trailer
+from .resultfile import ResultFile
 from .sortmerge import (
     KEY_COST,
     MERGE_FAN_IN,
@@ -47,13 +46,15 @@ class TaskError(Exception):
     """A map or reduce task failed; the message names the task and its input."""
 
 
-def run_task(job: MapReduce, payload: Dict[str, Any]) -> ResultFile:
+def run_task(job: Any, payload: Dict[str, Any]) -> ResultFile:
+    """Run one task of ``job`` (a ``sshmr.MapReduce``, duck-typed: this runner does not
+    import it; the master checked its steps)."""
     mr = payload["mr"]
     work = os.path.dirname(payload["file"])
     scratch = os.path.join(work, "mr-scratch")
     os.makedirs(scratch, mode=0o700, exist_ok=True)
     out = os.path.join(work, "mr-out")
-    step = step_functions(job)[mr["step"]]
+    step = list(job.steps())[mr["step"]]
     job.__dict__["_sshmr_counters"] = {}
     where = "%s task %d of step %d (%s)" % (mr["phase"], mr["task"], mr["step"] + 1,
                                            mr.get("source", "?"))
@@ -70,7 +71,7 @@ def run_task(job: MapReduce, payload: Dict[str, Any]) -> ResultFile:
 
 
 class _Task:
-    def __init__(self, job: MapReduce, step: MRStep, mr: Dict[str, Any], scratch: str) -> None:
+    def __init__(self, job: Any, step: Any, mr: Dict[str, Any], scratch: str) -> None:
         self.job = job
         self.step = step
         self.mr = mr
@@ -79,7 +80,7 @@ class _Task:
         self.counts: Dict[str, int] = {}
         self.read = 0
         parts = int(mr["parts"])
-        if type(job).partition is MapReduce.partition:
+        if getattr(type(job).partition, "crc32_of_key", False):  # not overridden
             def partition(key_json: str) -> int:
                 return zlib.crc32(key_json.encode("utf-8")) % parts
         else:

@@ -24,8 +24,9 @@ import time
 import traceback
 from typing import Any, Dict, Optional
 
-from ..executor import JobExecutor, ResultFile
 from . import protocol
+from .resultfile import ResultFile
+from .tasks import bind_runner
 
 ALARM_MARGIN = 5.0
 
@@ -35,13 +36,14 @@ class Worker:
 
     def __init__(
         self,
-        executor: JobExecutor,
+        executor: Any,  # a sshmr.JobExecutor
         max_living: Optional[float] = None,
         *,
         run_dir: str = ".",
         inline_limit: int = 65536,
         result_key: Optional[bytes] = None,
     ) -> None:
+        bind_runner(executor)  # a MapReduce job's tasks run with the remote side's runner
         self.executor = executor
         self.max_living = max_living
         self.run_dir = run_dir

@@ -1,12 +1,9 @@
 """``SshTransport``: one paramiko connection per host, kept for the whole run.
 
 Every phase has a timeout (TCP connect, banner, key exchange, auth, channel open, each
-SFTP call). TCP_NODELAY and SSH keepalives are on. Host keys are verified against the
-inventory's known_hosts file the way OpenSSH does (``[host]:port`` for non-22 ports): an
-unknown host is refused unless ``accept_new`` (then its key is recorded, like
-``StrictHostKeyChecking=accept-new``); a changed key is always refused. Agent
-forwarding is never requested. A private key file others may read is refused before
-connecting, as OpenSSH does. Remote commands are argument lists joined with ``shlex.join``.
+SFTP call). TCP_NODELAY and SSH keepalives are on. Host keys and our own keys are checked
+as OpenSSH checks them (``sshkeys``). Agent forwarding is never requested. Remote commands
+are argument lists joined with ``shlex.join``.
 Files are written as new files (O_EXCL, 0600) after removing what was at the path, so a
 symbolic link planted in the workdir is never followed.
 """
@@ -27,27 +24,17 @@ from collections.abc import Iterator
 
 import paramiko
 
-from ..errors import (
-    AuthenticationFailed,
-    HostKeyChanged,
-    HostKeyUnknown,
-    HostUnreachable,
-)
-from ..inventory import Host, key_file_problem
+from ..errors import HostUnreachable
+from ..inventory import Host
 from .base import AgentStream, Transport
+from .sshkeys import authenticate, refuse_open_key_files, verify_host_key
 
-DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 STDERR_LIMIT = 8192
-_known_hosts_lock = threading.Lock()
 # paramiko logs handshake failures (e.g. sshd dropping us at MaxStartups) with a traceback
 # from its own thread; sshmr reports them as one-line host errors. Without any handler,
 # logging's last resort would print that traceback on stderr; an application that
 # configures logging still gets paramiko's records.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
-
-
-def known_hosts_name(hostname: str, port: int) -> str:
-    return hostname if port == 22 else f"[{hostname}]:{port}"
 
 
 class SshAgent(AgentStream):
@@ -110,10 +97,7 @@ class SshTransport(Transport):
 
     def connect(self) -> None:
         h = self.host
-        for path in h.identity_files or [os.path.expanduser(f"~/.ssh/{n}") for n in DEFAULT_KEYS]:
-            problem = key_file_problem(path)  # before connecting, as OpenSSH refuses them
-            if problem:
-                raise AuthenticationFailed(h.name, problem)
+        refuse_open_key_files(h)  # before connecting, as OpenSSH refuses them
         where = f"{h.user}@{h.hostname}:{h.port}"
         sock = self._jump_channel() if h.proxy_jump else self._socket()
         t = self._pending = paramiko.Transport(sock)  # close() may abort it from now on
@@ -128,8 +112,8 @@ class SshTransport(Transport):
             t.close()
             raise HostUnreachable(h.name, f"SSH handshake with {where} failed: {exc}") from None
         try:
-            self._verify_host_key(t)
-            self._authenticate(t)
+            verify_host_key(t, h, self.known_hosts, self.accept_new)
+            authenticate(t, h)
         except BaseException:
             t.close()
             raise
@@ -168,82 +152,6 @@ class SshTransport(Transport):
             self._jump.close()
             raise HostUnreachable(h.name, f"jump host {spec} cannot reach {h.hostname}:{h.port}:"
                                   f" {exc}") from None
-
-    def _verify_host_key(self, t: paramiko.Transport) -> None:
-        h = self.host
-        key = t.get_remote_server_key()
-        name = known_hosts_name(h.hostname, h.port)
-        with _known_hosts_lock:
-            keys = paramiko.HostKeys()
-            if os.path.exists(self.known_hosts):
-                try:
-                    keys.load(self.known_hosts)
-                except (OSError, paramiko.SSHException) as exc:
-                    raise HostKeyUnknown(h.name, f"cannot read {self.known_hosts}: {exc}") from None
-            known = keys.lookup(name)
-            if known is None:
-                if not self.accept_new:
-                    raise HostKeyUnknown(
-                        h.name, f"host key for {name} ({key.get_name()}) is not in "
-                        f"{self.known_hosts}; check it and run with --accept-new-hosts to record"
-                        " it (like ssh -o StrictHostKeyChecking=accept-new)")
-                self._record_key(name, key)
-                return
-            if known.get(key.get_name()) == key:
-                return
-            raise HostKeyChanged(
-                h.name, f"REMOTE HOST IDENTIFICATION HAS CHANGED: the {key.get_name()} key of "
-                f"{name} differs from {self.known_hosts}; nothing was sent. If the change is "
-                f"expected, remove the old key with: ssh-keygen -R '{name}' -f {self.known_hosts}")
-
-    def _record_key(self, name: str, key: paramiko.PKey) -> None:
-        os.makedirs(os.path.dirname(self.known_hosts) or ".", mode=0o700, exist_ok=True)
-        line = f"{name} {key.get_name()} {key.get_base64()}\n"
-        with open(self.known_hosts, "a", encoding="ascii") as f:
-            f.write(line)
-
-    def _authenticate(self, t: paramiko.Transport) -> None:
-        h = self.host
-        files = list(h.identity_files)
-        explicit = bool(files)
-        if not files:
-            files = [os.path.expanduser(f"~/.ssh/{n}") for n in DEFAULT_KEYS]
-        tried: list[str] = []
-        for path in files:
-            if not os.path.exists(path):
-                if explicit:
-                    raise AuthenticationFailed(
-                        h.name, f"identity file {path} does not exist; fix identity_file in the"
-                        " inventory or ssh_config")
-                continue
-            try:
-                key = paramiko.PKey.from_path(path)
-            except (paramiko.SSHException, OSError, ValueError) as exc:
-                tried.append(f"{path} (unreadable: {exc})")
-                continue
-            if self._try_key(t, key):
-                return
-            tried.append(path)
-        if os.environ.get("SSH_AUTH_SOCK"):
-            agent = paramiko.Agent()
-            for key in agent.get_keys():
-                if self._try_key(t, key):
-                    return
-                tried.append(f"agent key {key.get_fingerprint().hex()[:16]}")
-            agent.close()
-        raise AuthenticationFailed(
-            h.name, f"no key accepted for {h.user}@{h.hostname}:{h.port} (tried: "
-            f"{', '.join(tried) or 'no keys found'}); check identity_file and the host's"
-            " authorized_keys")
-
-    def _try_key(self, t: paramiko.Transport, key: paramiko.PKey) -> bool:
-        try:
-            t.auth_publickey(self.host.user, key)
-        except paramiko.AuthenticationException:
-            return False
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise HostUnreachable(self.host.name, f"connection lost during auth: {exc}") from None
-        return t.is_authenticated()
 
     # ------------------------------------------------------------- channels
 

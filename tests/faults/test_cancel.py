@@ -30,10 +30,10 @@ from checks import (  # noqa: E402
 from helpers import sshmr_cli, write_inventory  # noqa: E402
 
 from sshmr import JobState  # noqa: E402
-from sshmr import scheduler as s  # noqa: E402
-from sshmr.config import RunConfig  # noqa: E402
-from sshmr.journal import Journal  # noqa: E402
-from sshmr.master import Master  # noqa: E402
+from sshmr.engine import scheduler as s  # noqa: E402
+from sshmr.engine.config import RunConfig  # noqa: E402
+from sshmr.engine.master import Master  # noqa: E402
+from sshmr.record.journal import Journal  # noqa: E402
 
 
 @pytest.mark.parametrize("how", ["sigint", "sshmr_cancel"])

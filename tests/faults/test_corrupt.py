@@ -29,10 +29,10 @@ from jobs_faults import Fault, blob  # noqa: E402
 
 import sshmr  # noqa: E402
 from sshmr import JobState  # noqa: E402
-from sshmr import scheduler as s  # noqa: E402
-from sshmr.config import RunConfig  # noqa: E402
+from sshmr.engine import scheduler as s  # noqa: E402
+from sshmr.engine.config import RunConfig  # noqa: E402
+from sshmr.engine.master import Master  # noqa: E402
 from sshmr.jobs import Reason  # noqa: E402
-from sshmr.master import Master  # noqa: E402
 from sshmr.remote.protocol import check_result  # noqa: E402
 
 

@@ -39,7 +39,7 @@ from helpers import write_inventory  # noqa: E402
 from jobs_faults import blob  # noqa: E402
 
 from sshmr import JobState  # noqa: E402
-from sshmr.runs import RunLock  # noqa: E402
+from sshmr.record.runs import RunLock  # noqa: E402
 
 BIG_KB = 6144
 

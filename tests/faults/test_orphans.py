@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from helpers import JOBS  # noqa: E402
 from orphan_stress import ENTRY_POINTS, Stress  # noqa: E402
 
-from sshmr.bundle import ENTRY, build_bundle, push_bundle  # noqa: E402
+from sshmr.engine.bundle import ENTRY, build_bundle, push_bundle  # noqa: E402
+from sshmr.engine.target import code_of  # noqa: E402
 from sshmr.remote import procs  # noqa: E402
-from sshmr.target import code_of  # noqa: E402
 from sshmr.transport.local import LocalTransport  # noqa: E402
 
 sys.path.insert(0, str(JOBS))

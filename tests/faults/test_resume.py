@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from helpers import JOBS, sshmr_cli, write_inventory  # noqa: E402
 
-from sshmr.runs import RunLock, find_run  # noqa: E402
+from sshmr.record.runs import RunLock, find_run  # noqa: E402
 
 
 def _start_run(inv: Path, tmp_path: Path, inputs: Path, *extra: str) -> subprocess.Popen:

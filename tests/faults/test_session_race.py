@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from checks import FAST  # noqa: E402
 from jobs_faults import Fault  # noqa: E402
 
-from sshmr.bundle import build_bundle  # noqa: E402
-from sshmr.hostsession import HostSession  # noqa: E402
-from sshmr.target import code_of  # noqa: E402
+from sshmr.engine.bundle import build_bundle  # noqa: E402
+from sshmr.engine.hostsession import HostSession  # noqa: E402
+from sshmr.engine.target import code_of  # noqa: E402
 from sshmr.transport.local import LocalTransport  # noqa: E402
 
 

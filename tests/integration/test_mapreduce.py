@@ -29,7 +29,7 @@ from jobs_mr import (  # noqa: E402
 from mrcheck import make_text, output_bytes, read_output, word_counts  # noqa: E402
 
 import sshmr  # noqa: E402
-from sshmr.journal import Journal  # noqa: E402
+from sshmr.record.journal import Journal  # noqa: E402
 
 FAST = {"kill_grace": 0.5, "heartbeat": 0.2, "host_silence": 3.0}
 

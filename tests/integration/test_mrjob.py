@@ -21,7 +21,7 @@ sys.path.insert(0, str(TESTS))
 from helpers import JOBS, sshmr_cli, write_inventory  # noqa: E402
 from mrcheck import make_text  # noqa: E402
 
-from sshmr.journal import Journal  # noqa: E402
+from sshmr.record.journal import Journal  # noqa: E402
 
 EXAMPLES = Path(mrjob.examples.__file__).parent
 DOCS = sorted(str(p) for p in (EXAMPLES / "docs-to-classify").iterdir())

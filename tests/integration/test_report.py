@@ -25,7 +25,7 @@ from helpers import JOBS, REPO, sshmr_cli, write_inventory  # noqa: E402
 from synth_journal import make_journal  # noqa: E402
 
 import sshmr  # noqa: E402
-from sshmr.report import write_report  # noqa: E402
+from sshmr.views.report import write_report  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +233,7 @@ def test_wheel_ships_the_template(tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     run_dir = make_journal(tmp_path / "run", jobs=50, hosts=1, slots=2)
-    code = ("import sys, sshmr.report as r; print(r.__file__); print(r.template_dir());"
+    code = ("import sys, sshmr.views.report as r; print(r.__file__); print(r.template_dir());"
             " r.write_report(sys.argv[1], sys.argv[2])")
     env = dict(os.environ, PYTHONPATH=str(site))
     out = subprocess.run([sys.executable, "-c", code, str(run_dir), str(tmp_path / "w.html")],
@@ -247,7 +247,7 @@ def test_wheel_ships_the_template(tmp_path):
 
 def test_editable_install_finds_the_template(tmp_path):
     out = subprocess.run([sys.executable, "-c",
-                          "import sshmr.report as r; print(r.template_dir())"],
+                          "import sshmr.views.report as r; print(r.template_dir())"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(REPO / "templates")

@@ -16,9 +16,9 @@ from __future__ import annotations
 import fcntl
 import sys
 
-from sshmr.collect import collect_open_attempts, remove_run_dirs
+from sshmr.engine.collect import collect_open_attempts, remove_run_dirs
 from sshmr.jobs import AttemptState, JobState
-from sshmr.journal import Journal
+from sshmr.record.journal import Journal
 from sshmr.remote import protocol
 from sshmr.transport.local import LocalTransport
 

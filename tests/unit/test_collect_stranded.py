@@ -4,9 +4,9 @@ them again, left them RUNNING in the journal and resume never ran them). No SSH.
 
 from __future__ import annotations
 
-from sshmr.collect import collect_open_attempts
+from sshmr.engine.collect import collect_open_attempts
 from sshmr.jobs import AttemptState
-from sshmr.journal import Journal
+from sshmr.record.journal import Journal
 
 
 def _stranded(tmp_path, launches: int, reason: str) -> Journal:

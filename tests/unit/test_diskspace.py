@@ -8,9 +8,9 @@ import sqlite3
 
 import pytest
 
-from sshmr.diskspace import local_disk_full, runs_dir_full
+from sshmr.engine.diskspace import local_disk_full, runs_dir_full
 from sshmr.errors import RunError, RunsDirFull
-from sshmr.journal import Journal
+from sshmr.record.journal import Journal
 from sshmr.remote import protocol
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from sshmr.errors import InventoryError, RunNotFound
 from sshmr.inventory import key_file_problem, parse_inventory
+from sshmr.record.runs import find_run
 from sshmr.remote.protocol import open_private, private_dir, write_atomic
-from sshmr.runs import find_run
 from sshmr.transport.local import LocalTransport
 
 EVIL = ["'; touch pwned #", "$(id)", "`id`", "a\nb", "bad\udcff", "../x", "..", "-x", ""]

@@ -20,7 +20,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setattr("sshmr.inventory.getpass.getuser", lambda: "localme")
+    monkeypatch.setattr("sshmr.inventory.parse.getpass.getuser", lambda: "localme")
     return home
 
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 import itertools
 import queue
 
-from sshmr import scheduler as s
-from sshmr.config import RunConfig
+from sshmr.engine import scheduler as s
+from sshmr.engine.config import RunConfig
+from sshmr.engine.master import LATE_RECHECK, Master
 from sshmr.jobs import AttemptState, Reason
-from sshmr.journal import Journal
-from sshmr.master import LATE_RECHECK, Master
+from sshmr.record.journal import Journal
 
 
 class _ReturnedHost:

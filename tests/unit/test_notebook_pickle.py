@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sshmr.bundle import build_bundle
+from sshmr.engine.bundle import build_bundle
 from sshmr.errors import JobFailed
 from sshmr.function import PICKLED_KEY
 from sshmr.notebook.shipping import encode_item, ship_function

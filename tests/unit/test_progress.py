@@ -7,9 +7,9 @@ import dataclasses
 from rich.console import Console
 
 from sshmr.jobs import AttemptState, JobState
-from sshmr.journal import Journal
-from sshmr.live import render
-from sshmr.progress import Snapshot, figures, read_snapshot
+from sshmr.record.journal import Journal
+from sshmr.views.live import render
+from sshmr.views.progress import Snapshot, figures, read_snapshot
 
 
 def _journal(tmp_path, created: float) -> Journal:

@@ -14,9 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from synth_journal import make_journal  # noqa: E402
 
 from sshmr.errors import ConfigError  # noqa: E402
-from sshmr.journal import Journal  # noqa: E402
-from sshmr.report import _mapreduce, build_model, check_output_path, render  # noqa: E402
-from sshmr.report_charts import BUCKET_PX, PLOT_W, histogram, outcome, percentile, timeline  # noqa: E402,E501
+from sshmr.record.journal import Journal  # noqa: E402
+from sshmr.views.charts import BUCKET_PX, PLOT_W, histogram, outcome, percentile, timeline  # noqa: E402,E501
+from sshmr.views.report import _mapreduce, build_model, check_output_path, render  # noqa: E402
 
 
 def row(aid, job, slot, t0, dur, state="SUCCEEDED", reason=None, host="h1"):
@@ -130,7 +130,7 @@ def test_report_paths_are_checked(tmp_path):
 
 def test_exit_code_rule_matches_the_cli():
     from sshmr.cli import EXIT
-    from sshmr.report import _EXIT, _exit_code
+    from sshmr.views.report import _EXIT, _exit_code
 
     assert _EXIT == EXIT
     assert _exit_code("done", {"SUCCEEDED": 3}, 3) == 0

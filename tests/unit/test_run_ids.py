@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 
-from sshmr.journal import Journal
-from sshmr.runs import RUN_ID, find_run, new_run_id
+from sshmr.record.journal import Journal
+from sshmr.record.runs import RUN_ID, find_run, new_run_id
 
 
 def test_ids_started_4ms_apart_within_one_second_sort_in_start_order():

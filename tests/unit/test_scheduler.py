@@ -13,8 +13,7 @@ from collections import Counter, defaultdict, deque
 
 import pytest
 
-from sshmr.jobs import JobState, Reason
-from sshmr.scheduler import (
+from sshmr.engine.scheduler import (
     AttemptEnded,
     AttemptFailed,
     AttemptStarted,
@@ -38,6 +37,7 @@ from sshmr.scheduler import (
     StartSlot,
     Tick,
 )
+from sshmr.jobs import JobState, Reason
 
 INF = float("inf")
 FINAL = (JobState.SUCCEEDED, JobState.FAILED, JobState.UNKNOWN, JobState.CANCELLED)

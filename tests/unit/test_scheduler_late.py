@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from test_scheduler import Sim, of, one
 
-from sshmr.jobs import JobState, Reason
-from sshmr.scheduler import (
+from sshmr.engine.scheduler import (
     AttemptEnded,
     AttemptFailed,
     Commit,
@@ -23,6 +22,7 @@ from sshmr.scheduler import (
     LateResult,
     Launch,
 )
+from sshmr.jobs import JobState, Reason
 
 
 def _lost_on_a(sim: Sim, jobs: tuple[int, ...], b_slots: int = 0) -> tuple[Launch, list]:

@@ -10,7 +10,7 @@ import sys
 import zlib
 
 from sshmr import MapReduce, MRStep
-from sshmr.mapreduce import step_functions
+from sshmr.mapreduce.job import step_functions
 from sshmr.remote.mrfiles import concat_segments, iter_records, read_trailer
 from sshmr.remote.sortmerge import SortBuffer, encode_json, grouped, merge_runs
 

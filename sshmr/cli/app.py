@@ -1,0 +1,40 @@
+"""The ``sshmr`` command group, its error handling and the options its commands share.
+
+Exit codes: 0 every job succeeded; 1 some job failed or is unknown; 2 bad usage or
+configuration; 3 no host usable; 130 interrupted or cancelled.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from ..errors import SshmrError
+
+RUNS_DIR = click.option("--runs-dir", default="sshmr-runs", show_default=True,
+                        type=click.Path(file_okay=False), help="Where run directories live.")
+EXIT = {"done": 0, "halted": 1, "cancelled": 130, "no_hosts": 3}
+
+
+def _fail(exc: SshmrError) -> None:
+    click.echo(f"sshmr: error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SshmrError as exc:
+            _fail(exc)
+        except KeyboardInterrupt:
+            click.echo("sshmr: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="sshmr")
+def main() -> None:
+    """Run jobs and MapReduce over plain SSH servers (or locally, with no inventory)."""

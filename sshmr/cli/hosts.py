@@ -1,0 +1,52 @@
+"""Commands about the hosts: ``hosts`` (preflight) and ``gc`` (remote leftovers)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .app import RUNS_DIR, main
+
+
+@main.command("hosts")
+@click.option("-i", "--inventory", required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--accept-new-hosts", is_flag=True)
+def hosts_cmd(inventory: str, as_json: bool, accept_new_hosts: bool) -> None:
+    """Preflight: reach each host, check python3, its CPUs, free disk and the workdir."""
+    from ..engine.preflight import check_hosts
+
+    reports = check_hosts(inventory, accept_new=accept_new_hosts)
+    if as_json:
+        click.echo(json.dumps(reports))
+    else:
+        for r in reports:
+            if r["ok"]:
+                click.echo(f"ok    {r['host']}: python {r['python']}, {r['cpus']} cpus, "
+                           f"{r['slots']} slots, {r['disk_free_mb']} MB free in {r['workdir']}"
+                           f" ({r['latency_ms']} ms)")
+            else:
+                click.echo(f"FAIL  {r['error']}")
+    if not any(r["ok"] for r in reports):
+        sys.exit(3)
+    sys.exit(0 if all(r["ok"] for r in reports) else 1)
+
+
+@main.command("gc")
+@click.option("-i", "--inventory", required=True, type=click.Path(dir_okay=False))
+@RUNS_DIR
+@click.option("--all", "remove_all", is_flag=True,
+              help="Also remove interrupted runs' and unknown runs' directories.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+def gc_cmd(inventory: str, runs_dir: str, remove_all: bool, dry_run: bool) -> None:
+    """Remove remote run directories that crashed or interrupted runs left behind."""
+    from ..engine.gc import collect_garbage
+
+    for item in collect_garbage(inventory, runs_dir, remove_all=remove_all, dry_run=dry_run):
+        if "error" in item:
+            click.echo(f"FAIL     {item['error']}")
+        else:
+            verb = "removed" if item["removed"] else "kept"
+            click.echo(f"{verb:<8} {item['host']}:{item['path']} ({item['state']})")

@@ -1,0 +1,236 @@
+"""Resume's first step: settle every attempt a crashed master left open.
+
+For each attempt still DISPATCHED or RUNNING in the journal (and each UNKNOWN job's last
+attempt), read its commit marker and result from its host. A verified result is
+committed; a reported error is a failed attempt; no marker (the host is gone, or the job
+never finished) means the outcome is unknown: a ``max_retries=0`` job ends UNKNOWN and is
+never launched again, any other job is re-queued if it has launches left. Unless the
+attempt never started: the host never acknowledged it (no start time in the journal), no
+``job`` file is in its directory, and no agent of the run is left on the host to start it
+(the run's ``agent.lock`` is free); that was no launch, so its job goes back to the
+queue, whatever ``max_retries``. An acknowledged attempt is always a launch: a missing
+``job`` file (its directory removed, or half removed) never makes it "not started".
+
+An attempt the journal never recorded (its dispatch was in the crashed master's last,
+unflushed transaction) but which started on a host (its ``job`` file names the job) is
+adopted: journaled as that job's next launch and settled the same way, so a launch is
+never lost from the count and its result is not wasted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..errors import HostError
+from ..jobs import AttemptState, JobState, Reason
+from ..record.journal import Journal
+from ..remote import protocol
+from ..transport.base import Transport
+
+_LOCK_FREE = ("import fcntl,os,sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\n"
+              "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)")  # exit 0: no agent holds it
+# ("ok" | "error" | "corrupt" | "missing" | "not_started", meta, result)
+Outcome = tuple[str, dict[str, Any], bytes]
+
+
+def collect_open_attempts(journal: Journal, transports: list[tuple[Transport, str, str, Any]],
+                          run_id: str, max_retries: int, inline_limit: int,
+                          progress: Callable[[str], None] | None = None) -> None:
+    rows = journal.open_attempts() + journal.db.execute(
+        "SELECT a.* FROM attempts a JOIN jobs j ON j.id = a.job WHERE j.state = 'UNKNOWN'"
+        " AND a.id = (SELECT MAX(id) FROM attempts b WHERE b.job = j.id)").fetchall()
+    by_host: dict[str, list[int]] = defaultdict(list)
+    job_of: dict[int, int] = {}
+    acked: set[int] = set()  # the host said it handed these to a worker: launches
+    for row in rows:  # attempts columns: id, job, number, host, slot, state, reason,
+        attempt, job, host = row[0], row[1], row[3]  # dispatched, started, ...
+        by_host[host].append(attempt)
+        job_of[attempt] = job
+        if row[8] is not None:
+            acked.add(attempt)
+    where = {t.name: (t, workdir, python) for t, python, workdir, _ in transports}
+    known = {row[0] for row in journal.db.execute("SELECT id FROM attempts")}
+    lost: dict[int, tuple[str, int, Outcome]] = {}  # attempt -> (host, job, outcome)
+
+    def visit(host: str) -> dict[int, Outcome]:
+        transport, workdir, python = where[host]
+        try:
+            transport.connect()
+            run_dir = f"{transport.expand_user(workdir)}/runs/{run_id}"
+            lost.update(_lost_attempts(transport, run_dir, known))
+            found = {a: read_attempt(transport, protocol.attempt_dir(run_dir, a))
+                     for a in by_host[host]}
+            missing = [a for a, outcome in found.items()
+                       if outcome[0] == "missing" and a not in acked]
+            if missing and _agents_gone(transport, python, run_dir):
+                for a in missing:  # no job file and no agent left to start it: never will
+                    if not transport.exists(f"{protocol.attempt_dir(run_dir, a)}/"
+                                            f"{protocol.JOB_FILE}"):
+                        found[a] = ("not_started", {}, b"")
+            return found
+        except (HostError, OSError) as exc:
+            if progress:
+                progress(f"resume: cannot reach {host}: {exc}")
+            return {}
+        finally:
+            transport.close()
+
+    outcomes: dict[int, Outcome] = {}
+    if where:
+        with ThreadPoolExecutor(max_workers=min(32, len(where))) as pool:
+            for found in pool.map(visit, list(where)):
+                outcomes.update(found)
+    for attempt, job in sorted(job_of.items()):
+        _settle(journal, attempt, job, outcomes.get(attempt, ("missing", {}, b"")), max_retries)
+    jobs = {row[0] for row in journal.db.execute("SELECT id FROM jobs")}
+    for attempt, (host, job, outcome) in sorted(lost.items()):
+        if job in jobs:  # ran, but its dispatch was lost with the master's last transaction
+            journal.adopt_attempt(attempt, job, host)
+            journal.event("adopted", "an attempt the journal lost, found on its host",
+                          host=host, job=job, attempt=attempt)
+            _settle(journal, attempt, job, outcome, max_retries)
+    _requeue_stranded(journal, max_retries)
+    journal.flush()
+
+
+def _requeue_stranded(journal: Journal, max_retries: int) -> None:
+    """A job RUNNING with no open attempt was being re-queued when its master stopped
+    (journals of sshmr before the master wrote that down): back in the queue if it has
+    launches left, else ended by its last attempt's outcome, like a live run does."""
+    stranded = journal.db.execute(
+        "SELECT j.id, j.launches, (SELECT reason FROM attempts b WHERE b.job = j.id"
+        " ORDER BY b.id DESC LIMIT 1) FROM jobs j WHERE j.state = 'RUNNING' AND NOT EXISTS"
+        " (SELECT 1 FROM attempts a WHERE a.job = j.id AND a.state IN ('DISPATCHED',"
+        " 'RUNNING'))").fetchall()
+    for job, launches, reason in stranded:
+        if launches <= max_retries:
+            journal.requeue(job)
+            journal.event("retry", reason or "", job=job)
+        elif max_retries == 0 and reason in (None, Reason.WORKER_DIED.value,
+                                             Reason.HOST_LOST.value):
+            journal.give_up(job, JobState.UNKNOWN, "dispatched before the master stopped; "
+                            "never relaunched (max_retries=0)")
+        else:
+            journal.give_up(job, JobState.FAILED, f"{launches} attempt(s), last: {reason}")
+
+
+def _agents_gone(transport: Transport, python: str, run_dir: str) -> bool:
+    """True if no agent (or worker) of the run lives on the host: the lock is free. False
+    if it is held, or cannot be told (no lock file: an agent of an older sshmr)."""
+    try:
+        status, _, _ = transport.run([python, "-c", _LOCK_FREE, f"{run_dir}/{protocol.AGENT_LOCK}"],
+                                     timeout=15)
+    except Exception:  # noqa: BLE001 - cannot tell: assume it may still start something
+        return False
+    return status == 0
+
+
+def _lost_attempts(transport: Transport, run_dir: str,
+                   known: set[int]) -> dict[int, tuple[str, int, Outcome]]:
+    """Attempts on the host that started (their job file exists) but are not journaled."""
+    try:
+        names = transport.listdir(f"{run_dir}/a")
+    except FileNotFoundError:
+        return {}
+    found = {}
+    for name in names:
+        if not name.isdigit() or int(name) in known:
+            continue
+        adir = protocol.attempt_dir(run_dir, int(name))
+        try:
+            job = int(transport.get_bytes(f"{adir}/{protocol.JOB_FILE}"))
+        except (OSError, ValueError):
+            continue  # never started (or not this version's): no launch
+        found[int(name)] = (transport.name, job, read_attempt(transport, adir))
+    return found
+
+
+def remove_run_dirs(transports: list[tuple[Transport, str, str, Any]], run_id: str) -> None:
+    """Remove the run's directory from every host (best effort: ``sshmr gc`` does the rest).
+    For a resume with nothing left to run, whose master ends before any host connects.
+    A host where an agent of the run still lives keeps it: a job still running there (its
+    job UNKNOWN) may yet commit a result that a later ``sshmr resume`` collects."""
+
+    def remove(entry: tuple[Transport, str, str, Any]) -> None:
+        transport, python, workdir, _ = entry
+        try:
+            transport.connect()
+            run_dir = f"{transport.expand_user(workdir)}/runs/{run_id}"
+            if transport.exists(f"{run_dir}/{protocol.AGENT_LOCK}") and not _agents_gone(
+                    transport, python, run_dir):
+                return
+            transport.rmtree(run_dir)
+        except (HostError, OSError):
+            pass
+        finally:
+            transport.close()
+
+    if transports:
+        with ThreadPoolExecutor(max_workers=min(32, len(transports))) as pool:
+            list(pool.map(remove, transports))
+
+
+def read_attempt(transport: Transport, adir: str, key: bytes | None = None) -> Outcome:
+    """What attempt directory ``adir`` on the host holds: its outcome, verified (a pickled
+    result only with the run's ``key``). Also used by the master for late results."""
+    try:
+        meta = json.loads(transport.get_bytes(f"{adir}/{protocol.DONE_FILE}"))
+    except FileNotFoundError:
+        return ("missing", {}, b"")
+    except (OSError, ValueError) as exc:
+        return ("corrupt", {"error": f"unreadable commit marker: {exc}"}, b"")
+    if meta.get("status") != "ok":
+        return ("error", meta, b"")
+    try:
+        data = transport.get_bytes(f"{adir}/{protocol.RESULT_FILE}")
+    except OSError as exc:
+        return ("corrupt", {"error": f"result missing: {exc}"}, b"")
+    problem = protocol.check_result(meta, data, key)
+    if problem:
+        return ("corrupt", {"error": f"corrupt result: {problem}"}, b"")
+    return ("ok", meta, data)
+
+
+def _settle(journal: Journal, attempt: int, job: int, outcome: Outcome, max_retries: int) -> None:
+    kind, meta, data = outcome
+    state, launches = journal.db.execute(
+        "SELECT state, launches FROM jobs WHERE id = ?", (job,)).fetchone()
+    if kind == "not_started":  # never started, and no agent is left to start it: no launch
+        requeue = state in (JobState.RUNNING.value, JobState.UNKNOWN.value)
+        journal.undispatch(attempt, requeue)
+        if requeue:
+            journal.event("requeued", "dispatched but never started before the master"
+                          " stopped: not a launch", job=job, attempt=attempt)
+        return
+    if JobState(state).final and state != JobState.UNKNOWN.value and kind != "ok":
+        journal.end_attempt(attempt, AttemptState.FAILED, Reason.HOST_LOST.value, meta)
+        return  # an adopted attempt of a job that has ended meanwhile
+    if kind == "ok":
+        if state == JobState.SUCCEEDED.value:
+            journal.end_attempt(attempt, AttemptState.DISCARDED, "duplicate", meta)
+            return
+        journal.commit_result(job, attempt, meta["kind"], data)
+        journal.end_attempt(attempt, AttemptState.SUCCEEDED, None, meta)
+        journal.event("collected", "result collected by resume", job=job, attempt=attempt)
+        return
+    if state == JobState.UNKNOWN.value:
+        return  # still nothing to collect: it stays UNKNOWN
+    reason = {"error": Reason.ERROR, "corrupt": Reason.CORRUPT}.get(kind, Reason.HOST_LOST)
+    if kind == "error" and meta.get("status") == "system":
+        reason = Reason.SYSTEM
+    details = dict(meta)
+    if kind == "missing":
+        details["error"] = "the master stopped while this attempt ran; its outcome is unknown"
+    journal.end_attempt(attempt, AttemptState.FAILED, reason.value, details)
+    if max_retries == 0 and kind == "missing":
+        journal.give_up(job, JobState.UNKNOWN, "dispatched before the master stopped; never"
+                        " relaunched (max_retries=0)")
+    elif max_retries > 0 and launches <= max_retries:
+        journal.requeue(job)
+        journal.event("retry", reason.value, job=job, attempt=attempt)
+    else:
+        journal.give_up(job, JobState.FAILED, f"{launches} attempt(s), last: {reason.value}")

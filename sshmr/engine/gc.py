@@ -1,0 +1,69 @@
+"""``sshmr gc``: find and remove what crashed or interrupted runs left on the hosts.
+
+A finished or cancelled run removes its remote directory itself. A run whose master died
+leaves ``WORKDIR/runs/<run_id>/`` behind (results that ``sshmr resume`` may still
+collect). ``gc`` lists those directories on every host and removes the ones whose run is
+not running and was not interrupted, so nothing ``resume`` could still use is removed
+unless ``--all`` is given.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..errors import HostError
+from ..inventory import load_inventory
+from ..record.journal import Journal
+from ..record.runs import RunLock, run_state
+
+
+def _run_state(runs_dir: str, run_id: str) -> str:
+    """running, interrupted (resumable), ended, or foreign (not in this runs dir)."""
+    run_dir = os.path.join(runs_dir, run_id)
+    if not os.path.exists(os.path.join(run_dir, Journal.FILE)):
+        return "foreign"
+    journal = Journal(run_dir, readonly=True)
+    try:
+        recorded = journal.meta().get("state")
+    finally:
+        journal.close()
+    if RunLock.held(run_dir):
+        return "running"
+    state = run_state(run_dir, recorded)
+    return state if state == "interrupted" else "ended"
+
+
+def collect_garbage(inventory: str, runs_dir: str, *, remove_all: bool = False,
+                    dry_run: bool = False) -> list[dict[str, Any]]:
+    from ..transport.ssh import SshTransport
+
+    inv = load_inventory(inventory)
+
+    def visit(host) -> list[dict[str, Any]]:
+        t = SshTransport(host, inv.known_hosts)
+        found: list[dict[str, Any]] = []
+        try:
+            t.connect()
+            workdir = t.expand_user(host.workdir)
+            try:
+                names = t.listdir(f"{workdir}/runs")
+            except FileNotFoundError:
+                return found
+            for run_id in sorted(names):
+                state = _run_state(runs_dir, run_id)
+                remove = state == "ended" or (remove_all and state != "running")
+                path = f"{workdir}/runs/{run_id}"
+                if remove and not dry_run:
+                    t.rmtree(path)
+                found.append({"host": host.name, "path": path, "run_id": run_id,
+                              "state": state, "removed": remove and not dry_run})
+        except HostError as exc:
+            found.append({"host": host.name, "error": str(exc)})
+        finally:
+            t.close()
+        return found
+
+    with ThreadPoolExecutor(max_workers=min(32, len(inv.hosts))) as pool:
+        return [item for items in pool.map(visit, inv.hosts) for item in items]

@@ -1,0 +1,308 @@
+"""One host as the master sees it: its transport, its agent channel and two helper threads.
+
+``HostSession.connect_async`` connects, prepares the workdir, pushes the code bundle and
+starts the host agent on a thread of its own, then reads the agent's messages and posts
+them to the master's queue. ``io`` runs file transfers (large payloads, input files,
+large results) off the master's thread. Every item posted carries the session's
+``generation``, so the master drops what a previous connection said.
+
+Items posted: ``(kind, host, generation, data)`` with kind ``connected`` (agent info),
+``failed`` (an exception), ``msg`` (a protocol message), ``eof`` (why) or ``io`` (a
+callable's outcome).
+
+No agent is left behind by a race with the end of the run: a connection either lands
+before ``shutdown`` begins (then ``shutdown`` tells its agent to exit) or after (then
+the connecting thread tells it itself), decided under one lock; ``shutdown`` ends within
+``wait`` + 1 s, inside the master's bound; and a reconnection starts only once the lost
+connection is closed, so closing the old one can never cut the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import HostError, RemoteSetupFailed
+from ..remote import protocol
+from ..transport.base import AgentStream, Transport
+from .bundle import ENTRY, Bundle, push_bundle
+from .diskspace import host_write_failed
+
+READY_TIMEOUT = 30.0
+CONNECT_PATIENCE = 3.0  # at shutdown, how long a connection in progress may take to land
+EXIT_PATIENCE = 2.0  # an agent that did not start: how long its exit status may take
+CLOSE_PATIENCE = 5.0  # a reconnection waits this long at most for the old connection to close
+
+
+class HostSession:
+    def __init__(self, transport: Transport, *, python: str, workdir: str, slots: int | None,
+                 run_id: str, bundle: Bundle, agent_config: dict[str, Any],
+                 events: queue.SimpleQueue) -> None:
+        self.name = transport.name
+        self.transport = transport
+        self.transport_slots = slots  # from the inventory; None: the host's CPU count
+        self.python = python
+        self.workdir_spec = workdir
+        self.run_id = run_id
+        self.bundle = bundle
+        self.agent_config = agent_config
+        self.events = events
+        self.generation = 0
+        self.agent: AgentStream | None = None
+        self.workdir = ""
+        self.run_dir = ""
+        self.last_heard = 0.0
+        self.last_sent = 0.0
+        self.alive = False
+        self._send_lock = threading.Lock()
+        self._eof = threading.Event()  # the current agent's stream ended
+        self._connected = threading.Event()  # no connection attempt is in flight
+        self._connected.set()
+        self._closing = False
+        self._cleanup = True  # what shutdown asks of an agent: remove the run dir too
+        self._landing = threading.Lock()  # a connection lands before shutdown begins, or not
+        self._closed = threading.Event()  # the lost connection is closed (set: none pending)
+        self._closed.set()
+        self._io: queue.SimpleQueue[tuple[int, Callable[[], Any], Any] | None] | None = None
+
+    # -------------------------------------------------------------- connecting
+
+    def connect_async(self) -> None:
+        if self._closing:
+            return
+        self.generation += 1
+        self._connected.clear()
+        threading.Thread(target=self._connect_and_read, args=(self.generation,), daemon=True,
+                         name=f"sshmr-host-{self.name}").start()
+
+    def _connect_and_read(self, gen: int) -> None:
+        self._closed.wait(CLOSE_PATIENCE)  # the lost connection's closer must not cut this one
+        self._eof.clear()
+        try:
+            info = self._connect()
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, none raised
+            self.transport.close()
+            self._post("failed", gen, exc)
+            return
+        finally:
+            self._connected.set()
+        self._post("connected", gen, info)
+        self._read(gen)
+
+    def _connect(self) -> dict[str, Any]:
+        t = self.transport
+        t.connect()
+        workdir = self.workdir_spec
+        try:
+            workdir = t.expand_user(self.workdir_spec)
+            t.makedirs(workdir, 0o700)
+            code_dir = push_bundle(t, self.bundle, workdir)
+            self.workdir = workdir
+            self.run_dir = f"{workdir}/runs/{self.run_id}"
+            for path in (f"{workdir}/runs", self.run_dir, f"{self.run_dir}/a"):
+                t.mkdir_private(path)  # 0700; a symbolic link planted there is refused
+        except HostError:
+            raise
+        except OSError as exc:
+            size = sum(len(data) for data in self.bundle.files.values())
+            full = host_write_failed(exc, t, self.python, workdir, size)
+            if isinstance(full, HostError):  # its disk is full: say so, with the free space
+                raise full from None
+            raise RemoteSetupFailed(self.name, f"cannot prepare workdir {self.workdir_spec!r}: "
+                                    f"{exc}; fix workdir in the inventory") from None
+        if self._closing:
+            raise RemoteSetupFailed(self.name, "the run ended while connecting")
+        config = dict(self.agent_config, run_dir=self.run_dir,
+                      target=self.bundle.target_config(code_dir))
+        key = config.pop("result_key", None)  # sent over the channel, never in argv
+        argv = [self.python, "-u", f"{code_dir}/{ENTRY}", json.dumps(config)]
+        agent = t.start_agent(argv)
+        first = self._first_line(agent)
+        try:
+            msg = protocol.decode(first)
+        except ValueError:
+            msg = {}
+        if msg.get("t") != "ready":
+            status = _exit_status(agent, EXIT_PATIENCE)
+            err = (agent.stderr().strip() or first.decode(errors="replace").strip())[-300:]
+            hint = ""
+            if status == 127 or "not found" in err or "No such file" in err:
+                hint = f"; is {self.python!r} installed? set python: in the inventory"
+            raise RemoteSetupFailed(self.name, f"the sshmr agent did not start (exit {status}):"
+                                    f" {err or 'no output'}{hint}")
+        if key:  # before any "start": every worker forked gets it
+            agent.send(protocol.encode({"t": "key", "k": key.hex()}))
+        with self._landing:
+            landed = not self._closing
+            if landed:
+                self.agent = agent
+                # The master's silence check reads last_heard as soon as alive is set, possibly
+                # before it has seen "connected": never let it see a stale (or zero) value.
+                self.last_heard = self.last_sent = time.monotonic()
+                self.alive = True
+        if not landed:  # shutdown began meanwhile and does not know this agent: stop it here
+            self._stop_agent(agent, self._cleanup, READY_TIMEOUT / 3)
+            raise RemoteSetupFailed(self.name, "the run ended while connecting")
+        return msg
+
+    @staticmethod
+    def _first_line(agent: AgentStream) -> bytes:
+        result: list[bytes] = []
+
+        def read() -> None:
+            buf = b""
+            while b"\n" not in buf:
+                chunk = agent.recv()
+                if not chunk:
+                    break
+                buf += chunk
+            result.append(buf)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(READY_TIMEOUT)
+        if not result:
+            agent.close()
+            return b""
+        line, _, rest = result[0].partition(b"\n")
+        agent.leftover = rest  # type: ignore[attr-defined]
+        return line
+
+    def _read(self, gen: int) -> None:
+        agent = self.agent
+        assert agent is not None
+        buf = getattr(agent, "leftover", b"")
+        while True:
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if line:
+                    try:
+                        self._post("msg", gen, protocol.decode(line))
+                    except ValueError:
+                        self._eof.set()
+                        self._post("eof", gen, f"garbled message from the agent: {line[:200]!r}")
+                        return
+            chunk = agent.recv()
+            if not chunk:
+                break
+            buf += chunk
+        self._eof.set()
+        err = agent.stderr().strip()
+        why = "connection to the agent closed" + (f": {err[-300:]}" if err else "")
+        self._post("eof", gen, why)
+
+    def _post(self, kind: str, gen: int, data: Any) -> None:
+        self.events.put((kind, self.name, gen, data))
+
+    # ------------------------------------------------------------------ using
+
+    def send(self, data: bytes) -> bool:
+        """Send raw protocol bytes; False if the channel is gone (an ``eof`` follows)."""
+        agent = self.agent
+        if agent is None or not self.alive:
+            return False
+        try:
+            with self._send_lock:
+                agent.send(data)
+        except OSError:
+            return False
+        return True
+
+    def io(self, fn: Callable[[], Any], tag: Any) -> None:
+        """Run ``fn`` on this host's I/O thread; post ``io`` with (tag, result or exception)."""
+        if self._io is None:
+            self._io = queue.SimpleQueue()
+            threading.Thread(target=self._io_loop, args=(self._io,), daemon=True,
+                             name=f"sshmr-io-{self.name}").start()
+        self._io.put((self.generation, fn, tag))
+
+    def _io_loop(self, tasks: queue.SimpleQueue) -> None:
+        while True:
+            item = tasks.get()
+            if item is None:
+                return
+            gen, fn, tag = item
+            try:
+                outcome: Any = fn()
+            except Exception as exc:  # noqa: BLE001 - handed to the master
+                outcome = exc
+            self._post("io", gen, (tag, outcome))
+
+    def lost(self) -> None:
+        """Forget the connection (the host is down); later items are stale."""
+        self.alive = False
+        self.generation += 1
+        agent, self.agent = self.agent, None
+        if agent is not None:
+            self._closed.clear()
+            threading.Thread(target=self._close_quietly, args=(agent,), daemon=True).start()
+
+    def _close_quietly(self, agent: AgentStream) -> None:
+        try:
+            self.transport.close()  # the agent sees EOF (over SSH, closing this is enough)
+        finally:
+            self._closed.set()
+        try:
+            agent.close()
+        except Exception:  # noqa: BLE001 - the host is already gone
+            pass
+
+    def _stop_agent(self, agent: AgentStream, cleanup: bool, wait: float) -> None:
+        """Tell ``agent`` to stop its workers and exit, wait for its EOF, disconnect."""
+        try:
+            agent.send(protocol.encode({"t": "exit", "cleanup": cleanup}))
+        except OSError:
+            pass
+
+        def drain() -> None:
+            while agent.recv():
+                pass
+
+        _bounded(drain, wait)
+        _bounded(agent.close, 1.0)
+        self.transport.close()
+
+    def shutdown(self, cleanup: bool, wait: float = 10.0) -> None:
+        """Ask the agent to stop every worker (and remove the run dir), then disconnect.
+
+        Returns within ``wait`` + 1 s, even for a host that hangs.
+        """
+        deadline = time.monotonic() + wait
+        with self._landing:
+            self._closing = True
+            self._cleanup = cleanup
+        # A connection in flight: let it land (then it stops its own agent, see _connect),
+        # but abort one that hangs, e.g. to a frozen host (what it left is for ``sshmr gc``).
+        if not self._connected.wait(min(CONNECT_PATIENCE, wait)):
+            self.transport.close()
+            self._connected.wait(max(0.0, deadline - time.monotonic()))
+        if self._io is not None:
+            self._io.put(None)
+        agent = self.agent
+        if agent is not None and self.alive:
+            self.send(protocol.encode({"t": "exit", "cleanup": cleanup}))
+            # the agent has stopped its workers and exited
+            self._eof.wait(max(0.0, deadline - time.monotonic()))
+            _bounded(agent.close, max(1.0, deadline - time.monotonic()))
+        self.alive = False
+        self.agent = None
+        self.transport.close()
+
+
+def _exit_status(agent: AgentStream, patience: float) -> int | None:
+    """The agent's exit status; over SSH it may arrive just after its stdout closes."""
+    deadline = time.monotonic() + patience
+    while (status := agent.exit_status()) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return status
+
+
+def _bounded(fn: Callable[[], Any], timeout: float) -> None:
+    """Run ``fn`` on a daemon thread; give up waiting for it after ``timeout`` s."""
+    thread = threading.Thread(target=fn, daemon=True)
+    thread.start()
+    thread.join(timeout)

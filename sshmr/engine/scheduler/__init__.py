@@ -1,0 +1,39 @@
+"""The scheduler: a pure state machine (events in, actions out, the clock passed in).
+
+``Scheduler`` lives in ``core``; its vocabulary (events and actions) in ``events``, re-exported
+here so callers write ``from sshmr.engine import scheduler as s`` and ``s.Launch``.
+"""
+
+from .core import Scheduler
+from .events import (
+    AttemptEnded,
+    AttemptFailed,
+    AttemptStarted,
+    AttemptSucceeded,
+    CancelRequested,
+    Commit,
+    Discard,
+    Finished,
+    GiveUp,
+    HostDown,
+    HostUp,
+    JobsAdded,
+    Kill,
+    LateResult,
+    Launch,
+    QuarantineHost,
+    ReconnectHost,
+    RetireSlot,
+    Slot,
+    SlotDown,
+    SlotUp,
+    StartSlot,
+    Tick,
+)
+
+__all__ = [
+    "Scheduler", "AttemptEnded", "AttemptFailed", "AttemptStarted", "AttemptSucceeded",
+    "CancelRequested", "Commit", "Discard", "Finished", "GiveUp", "HostDown", "HostUp",
+    "JobsAdded", "Kill", "LateResult", "Launch", "QuarantineHost", "ReconnectHost",
+    "RetireSlot", "Slot", "SlotDown", "SlotUp", "StartSlot", "Tick",
+]

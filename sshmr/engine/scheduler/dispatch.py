@@ -1,0 +1,86 @@
+"""Dispatch and assignment: which pending job goes to which slot, at random (preferring
+hosts the job has not failed on), and prefetch behind busy slots. Part of the pure
+scheduler (see ``core``)."""
+
+from __future__ import annotations
+
+from ...jobs import JobState
+from .events import Launch, RetireSlot, Slot
+from .state import SchedulerState, _Attempt, _SlotState
+
+
+class Dispatch(SchedulerState):
+    """Where jobs go."""
+
+    def _dispatch(self, now: float, out: list) -> None:
+        while self._pending and self._free:
+            job_id = self._pending[0]
+            slot = self._pick_slot(self._jobs[job_id].failed_hosts)
+            state = self._slots[slot]
+            if not self._fits(now, state):
+                state.idle = False
+                out.append(RetireSlot(slot))
+                continue
+            self._pending.popleft()
+            self._launch(now, job_id, slot, state, out)
+        if not self._pending or not self._room or self._connecting() or not self._short():
+            return
+        while self._pending and self._room:  # no idle slot: queue behind busy ones
+            job_id = self._pending[0]
+            slot = self._room[self._pick(self._room, self._jobs[job_id].failed_hosts)]
+            state = self._slots[slot]
+            if not self._fits(now, state):
+                self._room_del(slot)
+                continue
+            self._pending.popleft()
+            self._launch(now, job_id, slot, state, out)
+
+    def _short(self) -> bool:
+        """Jobs are short enough for prefetch to pay (a round trip is a fair part of one)
+        and for a job queued behind another to lose little."""
+        if self.prefetch_below is None:
+            return True
+        return self._typical is not None and self._typical < self.prefetch_below
+
+    def _connecting(self) -> bool:
+        if self._all_heard:
+            return False
+        self._all_heard = all(h.heard for h in self._hosts.values())
+        return not self._all_heard
+
+    def _fits(self, now: float, state: _SlotState) -> bool:
+        needed = self.timeout if self.timeout is not None else 0.0
+        return now + needed < state.expires_at
+
+    def _pick_slot(self, avoid: set[str]) -> Slot:
+        free = self._free
+        index = self._pick(free, avoid)
+        slot = free[index]
+        free[index] = free[-1]
+        free.pop()
+        return slot
+
+    def _pick(self, pool: list[Slot], avoid: set[str]) -> int:
+        """A random index into ``pool``, preferring slots on hosts not in ``avoid``."""
+        index = self._rng.randrange(len(pool))
+        if avoid and pool[index][0] in avoid:
+            better = [i for i, s in enumerate(pool) if s[0] not in avoid]
+            if better:
+                index = self._rng.choice(better)
+        return index
+
+    def _launch(self, now: float, job_id: int, slot: Slot, state: _SlotState, out: list) -> None:
+        attempt_id = self._next_attempt
+        self._next_attempt += 1
+        job = self._jobs[job_id]
+        job.launches += 1
+        job.state = JobState.RUNNING
+        job.running.add(attempt_id)
+        deadline = None  # a queued attempt's deadline is set when it starts
+        if self.timeout is not None and not state.attempts:
+            deadline = now + self.timeout + self.deadline_grace
+        self._attempts[attempt_id] = _Attempt(job_id, slot, deadline, now)
+        state.idle = False
+        state.attempts.append(attempt_id)
+        self._sync_room(slot, state)
+        out.append(Launch(attempt_id, job_id, slot, job.launches))

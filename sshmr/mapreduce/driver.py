@@ -1,0 +1,345 @@
+"""MapReduce on the engine: steps, phases, the shuffle and the output directory (master).
+
+A MapReduce run is one run (one journal) made of *phases*: for each step a map phase
+and, when the step has a reducer, a reduce phase. Each task is an engine job, so
+timeouts, retries, max_living, quarantine, cancel and resume apply to it unchanged;
+each phase is executed by the engine like a plain run. Between them the master:
+
+* cuts the input into map tasks (``--split bytes:SIZE`` at line boundaries, ``files``,
+  or a Partitioner; a ``.gz`` file is one task, as gzip cannot be split);
+* shuffles: a map task's result is a segment file with one sorted run per reducer,
+  fetched (streamed, checksummed) into the run directory when the task commits; reduce
+  task *r* gets one file holding run *r* of every map task, in map task order;
+* writes the output: each final task's records to ``DIR/part-NNNNN`` (a temp name, then
+  a rename), and ``DIR/_SUCCESS`` last.
+
+``meta["mapreduce"]`` records the phases created so far, the current phase and the
+counters, so ``sshmr resume`` continues at the step, phase and task where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..engine import launch
+from ..engine import scheduler as s
+from ..engine.bundle import Bundle, build_bundle
+from ..engine.config import RunConfig
+from ..engine.target import code_of
+from ..errors import ConfigError, InputError
+from ..inventory import Inventory, load_inventory
+from ..jobs import JobState
+from ..partition import Partitioner, check_inputs
+from ..record.journal import Journal
+from ..record.results import INPUT_FILE_KEY
+from ..record.runs import RunLock, create_run_dir
+from ..remote.mrfiles import concat_segments, copy_data, copy_lines, read_trailer, remove_quietly
+from .job import MapReduce, step_functions
+from .splits import first_splits
+
+MiB = 1 << 20
+DEFAULT_SORT_MEMORY = 256 * MiB
+SUCCESS = "_SUCCESS"
+
+
+@dataclass
+class _Ctx:
+    """What every phase of one MapReduce run needs."""
+
+    journal: Journal
+    run_dir: str
+    run_id: str
+    runs_dir: str
+    inv: Inventory | None
+    config: RunConfig
+    bundle: Bundle
+    progress: Callable[[str], None] | None
+
+    @property
+    def mr(self) -> dict[str, Any]:
+        return self.journal.meta()["mapreduce"]
+
+    def save(self, **changes: Any) -> None:
+        self.journal.set_meta(mapreduce=dict(self.mr, **changes))
+
+    def say(self, line: str) -> None:
+        if self.progress:
+            self.progress(line)
+
+
+def run_mapreduce(job: MapReduce, items: Iterable[Any] | None = None, *,
+                  files: list[str] | None = None, split: str | None = None,
+                  partitioner: Partitioner | None = None, inventory: Any = None,
+                  runs_dir: str = "sshmr-runs", progress: Callable[[str], None] | None = None,
+                  code: Any = None, output: str | None = None, reducers: int | None = None,
+                  sort_memory: int | None = None, overwrite: bool | None = False,
+                  **options: Any) -> str:
+    """Run ``job``'s steps over input files (``items`` or ``files``); see ``sshmr.run``.
+    Returns the run directory (``sshmr.run`` reads the run's result back from it)."""
+    if output is None:
+        raise ConfigError(f"{type(job).__name__} is a MapReduce: give an output directory"
+                          " (--output DIR / output=...)")
+    try:
+        steps = step_functions(job)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
+    inputs = [os.fspath(p) for p in (files if items is None else items) or ["-"]]
+    if items is not None and files:
+        raise InputError("give the input paths either as items or as files, not both")
+    check_inputs(inputs)
+    config = RunConfig.build(job, **options)
+    inv = load_inventory(inventory) if isinstance(inventory, (str, os.PathLike)) else inventory
+    if reducers is not None and reducers < 1:
+        raise ConfigError(f"reducers must be >= 1, got {reducers}")
+    if sort_memory is not None and sort_memory < MiB:
+        raise ConfigError(f"sort memory must be at least 1 MiB, got {sort_memory} bytes")
+    out_dir = os.path.abspath(output)
+    if os.path.lexists(out_dir):
+        if not overwrite:
+            raise ConfigError(f"output directory {output} already exists; choose another"
+                              " --output or pass --overwrite to replace it")
+        is_dir = os.path.isdir(out_dir) and not os.path.islink(out_dir)
+        shutil.rmtree(out_dir) if is_dir else os.unlink(out_dir)  # a link: never its target
+    code = code or code_of(type(job))
+    bundle = build_bundle(code, job if vars(job) else None)
+
+    run_id, run_dir = create_run_dir(runs_dir)
+    lock = RunLock(run_dir)
+    journal = Journal(run_dir, create=True)
+    try:
+        os.makedirs(out_dir)
+        launch.record_run(
+            journal, run_id, runs_dir, code, bundle, config, inv,
+            mapreduce={
+                "steps": [s.describe() for s in steps], "output": out_dir,
+                "reducers": reducers or _default_reducers(inv, config),
+                "sort_memory": sort_memory or DEFAULT_SORT_MEMORY, "phases": [],
+                "current": None, "counters": {}, "shuffle_bytes": 0,
+                "output_lines": bool(job.output_lines)})
+        ctx = _Ctx(journal, run_dir, run_id, runs_dir, inv, config, bundle, progress)
+        _add_map_phase(ctx, 0, first_splits(run_dir, inputs, split, partitioner))
+        journal.flush()
+        _drive(ctx)
+    finally:
+        journal.close()
+        lock.release()
+    return run_dir
+
+
+def continue_mapreduce(journal: Journal, run_dir: str, inv: Inventory | None, config: RunConfig,
+                       bundle: Bundle, progress: Callable[[str], None] | None) -> None:
+    """``sshmr resume`` of a MapReduce run (its open attempts already collected)."""
+    meta = journal.meta()
+    ctx = _Ctx(journal, run_dir, meta["run_id"], meta.get("runs_dir", "sshmr-runs"), inv,
+               config, bundle, progress)
+    _drive(ctx)
+
+
+# ------------------------------------------------------------------------ phases
+
+def _drive(ctx: _Ctx) -> None:
+    started = time.monotonic()  # elapsed time, immune to wall-clock steps
+    state, message = "done", ""
+    steps = ctx.mr["steps"]
+    for step, desc in enumerate(steps):
+        if _phase(ctx, step, "map") is None:
+            _add_map_phase(ctx, step, _step_inputs(ctx, step))
+        state, message = _run_phase(ctx, _phase(ctx, step, "map"))
+        if state != "done" or not desc["reducer"]:
+            if state != "done":
+                break
+            continue
+        if _phase(ctx, step, "reduce") is None:
+            _shuffle(ctx, step)
+        state, message = _run_phase(ctx, _phase(ctx, step, "reduce"))
+        if state != "done":
+            break
+    if state == "done":
+        message = _write_output(ctx)
+    elapsed = float(ctx.journal.meta().get("elapsed_s") or 0.0) + time.monotonic() - started
+    ctx.journal.set_meta(state=state, message=message, elapsed_s=elapsed)
+    ctx.journal.flush()
+    if state == "done":
+        _remove_intermediate(ctx)
+
+
+def _phase(ctx: _Ctx, step: int, kind: str) -> dict[str, Any] | None:
+    for phase in ctx.mr["phases"]:
+        if phase["step"] == step and phase["phase"] == kind:
+            return phase
+    return None
+
+
+def _add_phase(ctx: _Ctx, step: int, kind: str, payloads: list[str]) -> None:
+    """Add a phase's tasks as jobs and record the phase, in one journal transaction."""
+    first = ctx.journal.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM jobs").fetchone()[0]
+    ctx.journal.add_jobs((first + i, p) for i, p in enumerate(payloads))
+    phase = {"step": step, "phase": kind, "first": first, "last": first + len(payloads) - 1}
+    ctx.save(phases=ctx.mr["phases"] + [phase])
+    ctx.journal.flush()
+
+
+def _run_phase(ctx: _Ctx, phase: dict[str, Any]) -> tuple[str, str]:
+    """Execute a phase's unfinished tasks; ("done", "") when every task succeeded."""
+    name = f"step {phase['step'] + 1}/{len(ctx.mr['steps'])} {phase['phase']}"
+    ctx.save(current={"step": phase["step"], "phase": phase["phase"]})
+    rows = ctx.journal.db.execute(
+        "SELECT id, launches FROM jobs WHERE id BETWEEN ? AND ? AND state IN"
+        " ('PENDING', 'RUNNING')", (phase["first"], phase["last"])).fetchall()
+    total = phase["last"] - phase["first"] + 1
+    if rows:
+        if len(rows) < total:  # resumed: part of the phase is done
+            ctx.say(f"{name}: {len(rows)} of {total} tasks left to run")
+        hosts = [h.name for h in ctx.inv.hosts] if ctx.inv else ["local"]
+        sched = launch.make_scheduler(ctx.config, hosts,
+                                      first_attempt_id=ctx.journal.max_attempt_id() + 1)
+        for job_id, launches in rows:
+            sched.restore_job(job_id, JobState.PENDING, launches)
+        ctx.journal.flush()
+        finished = launch.execute(ctx.journal, ctx.run_dir, ctx.run_id, ctx.runs_dir,
+                                  ctx.inv, ctx.config, ctx.bundle, sched, [s.JobsAdded(())],
+                                  ctx.progress, record_state=False)
+        if finished.state != "done":
+            return finished.state, finished.message
+    failed = ctx.journal.db.execute(
+        "SELECT j.id, j.state, j.payload, COALESCE((SELECT error FROM attempts a WHERE a.job ="
+        " j.id ORDER BY a.id DESC LIMIT 1), j.reason) FROM jobs j WHERE j.id BETWEEN ? AND ?"
+        " AND j.state != 'SUCCEEDED' ORDER BY j.id", (phase["first"], phase["last"])).fetchall()
+    _sum_counters(ctx)
+    if failed:
+        job, state, payload, error = failed[0]
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        mr = json.loads(payload)["mr"]
+        return "failed", (f"{phase['phase']} task {mr['task']} of step {phase['step'] + 1}"
+                          f" ({mr['source']}) {state}: {_last_line(error)}{more}; see 'sshmr"
+                          f" show {ctx.run_id} {job}'")
+    return "done", ""
+
+
+# ------------------------------------------------------------------------ inputs
+
+def _step_inputs(ctx: _Ctx, step: int) -> list[tuple[str, str]]:
+    """A later step's map tasks: one per output of the previous step's last phase."""
+    prev = _phase(ctx, step - 1, "reduce") or _phase(ctx, step - 1, "map")
+    assert prev is not None
+    return [(os.path.join(ctx.run_dir, f), f"step {step} output {i}")
+            for i, f in enumerate(_result_files(ctx, prev))]
+
+
+def _add_map_phase(ctx: _Ctx, step: int, splits: list[tuple[str, str]]) -> None:
+    desc = ctx.mr["steps"][step]
+    parts = ctx.mr["reducers"] if desc["reducer"] else 1
+    payloads = [_payload(path, "map", step, i, parts, ctx, source, text=step == 0)
+                for i, (path, source) in enumerate(splits)]
+    _add_phase(ctx, step, "map", payloads)
+    ctx.say(f"step {step + 1}/{len(ctx.mr['steps'])} map: {len(payloads)} tasks")
+
+
+def _payload(path: str, phase: str, step: int, task: int, parts: int, ctx: _Ctx, source: str,
+             text: bool = False) -> str:
+    mr = {"phase": phase, "step": step, "task": task, "parts": parts, "text": text,
+          "memory": ctx.mr["sort_memory"], "source": source}
+    return json.dumps({INPUT_FILE_KEY: os.path.abspath(path), "mr": mr},
+                          separators=(",", ":"))
+
+
+# ------------------------------------------------------------------ shuffle, output
+
+def _result_files(ctx: _Ctx, phase: dict[str, Any]) -> list[str]:
+    rows = ctx.journal.db.execute(
+        "SELECT result_file FROM jobs WHERE id BETWEEN ? AND ? ORDER BY id",
+        (phase["first"], phase["last"])).fetchall()
+    return [r[0] for r in rows]
+
+
+def _shuffle(ctx: _Ctx, step: int) -> None:
+    """Build reduce task r's input from run r of every map task, then add the phase."""
+    maps = _phase(ctx, step, "map")
+    assert maps is not None
+    ctx.save(current={"step": step, "phase": "shuffle"})
+    ctx.journal.flush()
+    files = [os.path.join(ctx.run_dir, f) for f in _result_files(ctx, maps)]
+    trailers = [read_trailer(f) for f in files]
+    dest = os.path.join(ctx.run_dir, "mr", f"s{step}")
+    os.makedirs(dest, exist_ok=True)
+    payloads, moved = [], 0
+    for r in range(ctx.mr["reducers"]):
+        sources = [(f, *t["parts"][r]) for f, t in zip(files, trailers, strict=True)]
+        moved += sum(length for _, _, length in sources)
+        path = os.path.join(dest, f"r{r:05d}")
+        concat_segments(sources, path, {})
+        payloads.append(_payload(path, "reduce", step, r, 1, ctx,
+                                 f"partition {r} of {len(files)} map outputs"))
+    ctx.save(shuffle_bytes=ctx.mr["shuffle_bytes"] + moved)
+    ctx.say(f"step {step + 1}/{len(ctx.mr['steps'])} shuffle: {moved / MiB:.1f} MiB to"
+            f" {len(payloads)} reducers")
+    _add_phase(ctx, step, "reduce", payloads)
+
+
+def _write_output(ctx: _Ctx) -> str:
+    steps = ctx.mr["steps"]
+    last = _phase(ctx, len(steps) - 1, "reduce" if steps[-1]["reducer"] else "map")
+    assert last is not None
+    out_dir = ctx.mr["output"]
+    ctx.save(current={"step": len(steps) - 1, "phase": "output"})
+    os.makedirs(out_dir, exist_ok=True)
+    files = _result_files(ctx, last)
+    copy = copy_lines if ctx.mr.get("output_lines") else copy_data
+    for i, f in enumerate(files):
+        copy(os.path.join(ctx.run_dir, f), os.path.join(out_dir, f"part-{i:05d}"))
+    with open(os.path.join(out_dir, SUCCESS), "wb") as f:
+        os.fsync(f.fileno())
+    ctx.save(current=None)
+    return f"output: {len(files)} parts in {out_dir}"
+
+
+def _remove_intermediate(ctx: _Ctx) -> None:
+    """Once the run is recorded done: the input chunks, shuffle files and task outputs."""
+    remove_quietly(os.path.join(ctx.run_dir, "mr"))
+    for f in _task_results(ctx):
+        remove_quietly(os.path.join(ctx.run_dir, f))
+
+
+def _task_results(ctx: _Ctx) -> list[str]:
+    return [r[0] for r in ctx.journal.db.execute(
+        "SELECT result_file FROM jobs WHERE result_file IS NOT NULL")]
+
+
+def _sum_counters(ctx: _Ctx) -> None:
+    """Counters of every committed task (a failed or discarded attempt counts nothing)."""
+    totals: dict[str, dict[str, int]] = {}
+    for phase in ctx.mr["phases"]:
+        for f in _result_files(ctx, phase):
+            path = os.path.join(ctx.run_dir, f) if f else None
+            if not path or not os.path.exists(path):
+                continue
+            trailer = read_trailer(path)
+            counters = dict(trailer.get("counters") or {})
+            out = f"{phase['phase']} output records"
+            counters["sshmr"] = dict(counters.get("sshmr") or {}, **{out: trailer["records"]})
+            for group, names in counters.items():
+                bucket = totals.setdefault(group, {})
+                for name, n in names.items():
+                    bucket[name] = bucket.get(name, 0) + n
+    ctx.save(counters=totals)
+
+
+def _default_reducers(inv: Inventory | None, config: RunConfig) -> int:
+    if config.slots:
+        return config.slots * (len(inv.hosts) if inv else 1)
+    if inv is None:
+        return os.cpu_count() or 1
+    return sum(h.slots if isinstance(h.slots, int) else 4 for h in inv.hosts)
+
+
+def _last_line(error: str | None) -> str:
+    lines = (error or "").strip().splitlines()
+    return lines[-1] if lines else "no error recorded"
+
+

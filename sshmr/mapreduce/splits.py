@@ -1,0 +1,88 @@
+"""Cutting a MapReduce job's input files into map tasks (master side).
+
+``--split bytes:SIZE`` (the default: about 64 tasks of 1 to 64 MiB) copies each large
+file's chunks, cut at line boundaries, into ``RUN_DIR/mr/input/``; a small file, and a
+gzip file (gzip cannot be split), is one task as it is. ``--split files`` is one task per
+file; a user ``Partitioner`` yields ``InputFile``s or text. Standard input is saved to a
+file first. Each task is ``(path, description)``; the description names the input in
+error messages ("big.txt bytes 0-1048600").
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+
+from ..errors import InputError
+from ..partition import BytesPartitioner, FilesPartitioner, InputFile, Partitioner, parse_split
+
+MiB = 1 << 20
+MAX_SPLIT = 64 * MiB
+MIN_SPLIT = 1 * MiB
+TARGET_MAP_TASKS = 64  # the default split aims at this many map tasks, within the bounds
+
+
+def first_splits(run_dir: str, inputs: list[str], split: str | None,
+                 partitioner: Partitioner | None) -> list[tuple[str, str]]:
+    """(file, description) per map task of step 1."""
+    chunks = os.path.join(run_dir, "mr", "input")
+    os.makedirs(chunks, exist_ok=True)
+    if "-" in inputs:  # standard input: saved to a file first, then split like one
+        path = os.path.join(chunks, "stdin")
+        with open(path, "wb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f)
+        inputs = [path if p == "-" else p for p in inputs]
+    if partitioner is None:
+        if split is None:
+            total = sum(os.path.getsize(p) for p in inputs)
+            size = min(MAX_SPLIT, max(MIN_SPLIT, math.ceil(total / TARGET_MAP_TASKS)))
+            partitioner = BytesPartitioner(size)
+        else:
+            partitioner = parse_split(split)
+            if not isinstance(partitioner, (BytesPartitioner, FilesPartitioner)):
+                raise InputError(f"--split {split!r}: a MapReduce input is split by bytes:SIZE"
+                                 " or files")
+    if isinstance(partitioner, FilesPartitioner):
+        return [(p, p) for p in inputs if os.path.getsize(p)]
+    if isinstance(partitioner, BytesPartitioner):
+        return [t for i, p in enumerate(inputs) for t in _cut(p, partitioner.size, chunks, i)]
+    splits = []
+    for i, item in enumerate(partitioner.partition(inputs)):
+        if isinstance(item, InputFile):
+            splits.append((item.path, item.path))
+        elif isinstance(item, str):
+            path = os.path.join(chunks, f"p{i:06d}")
+            with open(path, "w", encoding="utf-8", newline="") as f:
+                f.write(item)
+            splits.append((path, f"{type(partitioner).__name__} item {i + 1}"))
+        else:
+            raise InputError(f"{type(partitioner).__name__} yielded {type(item).__name__}; a"
+                             " MapReduce partitioner yields sshmr.InputFile or text (str)")
+    return splits
+
+
+def _cut(path: str, size: int, chunks: str, index: int) -> list[tuple[str, str]]:
+    """Cut ``path`` into chunk files of about ``size`` bytes at line boundaries; a small
+    file or a gzip file (not splittable) is one task as it is."""
+    total = os.path.getsize(path)
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    if total == 0:
+        return []
+    if gz or total <= size:
+        return [(os.path.abspath(path), path)]
+    out = []
+    with open(path, "rb") as f:
+        offset = 0
+        while offset < total:
+            data = f.read(size)
+            if data[-1:] != b"\n":
+                data += f.readline()
+            dest = os.path.join(chunks, f"{index:04d}-{len(out):06d}-{os.path.basename(path)}")
+            with open(dest, "wb") as c:
+                c.write(data)
+            out.append((dest, f"{path} bytes {offset}-{offset + len(data)}"))
+            offset += len(data)
+    return out
