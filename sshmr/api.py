@@ -131,7 +131,7 @@ def resume(
         bundle = build_bundle(code, state=meta.get("code_state"))
         sessions_for = launch.host_transports(inv, config, meta.get("runs_dir", runs_dir))
         collect_open_attempts(journal, sessions_for, meta["run_id"], config.max_retries,
-                              config.inline_limit, progress)
+                              config.max_result_size, progress)
         if not meta.get("mapreduce") and not journal.db.execute(
                 "SELECT 1 FROM jobs WHERE state IN ('PENDING', 'RUNNING') LIMIT 1").fetchone():
             remove_run_dirs(sessions_for, meta["run_id"])  # nothing to run: no agent will

@@ -5,8 +5,9 @@ code directory holding the cloudpickled function (a file, not the agent's comman
 closure over a large global may be large); the bundle carries cloudpickle too, so a host
 needs nothing installed. Payloads that JSON cannot carry exactly arrive pickled, as
 ``{PICKLED_KEY: base64}`` (the master, i.e. the user, is trusted by the hosts).
-``pickle_results`` asks the engine for a per-run HMAC key: results that JSON cannot carry
-are then pickled and signed by the worker, and verified by the master before unpickling.
+``pickle_results`` asks the engine for HMAC keys (one per host and run): results that JSON
+cannot carry are then pickled and signed by the worker, and verified by the master before
+it loads them (``sshmr.record.safe_pickle``).
 """
 
 from __future__ import annotations

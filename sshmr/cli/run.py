@@ -54,6 +54,8 @@ class _RunCommand(click.Command):
 @click.option("--sort-memory", help="MapReduce: memory a task sorts in before it spills to"
                                     " disk (default 256M).")
 @click.option("--overwrite", is_flag=True, help="MapReduce: replace an existing --output.")
+@click.option("--max-result-size", help="A larger result fails its attempt and is not fetched"
+                                        " (default 1G).")
 def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, timeout: float | None,
             max_retries: int | None, max_living: float | None, slots: int | None,
             split: str | None, partitioner: str | None, seed: int | None,
@@ -61,7 +63,7 @@ def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, timeout
             as_json: bool, quiet: bool,
             accept_new_hosts: bool, report_path: str | None = None, output: str | None = None,
             reducers: int | None = None, sort_memory: str | None = None,
-            overwrite: bool = False) -> None:
+            overwrite: bool = False, max_result_size: str | None = None) -> None:
     """Run TARGET (file.py:Class or package.module:Class) on the jobs cut from INPUTS.
 
     Each input line is one job unless --split or --partitioner says otherwise; no INPUTS
@@ -107,7 +109,8 @@ def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, timeout
             seed=seed, accept_new_hosts=accept_new_hosts or None,
             halt_on_failures=parse_halt(halt_on_failures), speculate=speculate,
             output=output, reducers=reducers, sort_memory=_size(sort_memory, "--sort-memory"),
-            overwrite=overwrite or None)
+            overwrite=overwrite or None,
+            max_result_size=_size(max_result_size, "--max-result-size"))
     if report_path:
         _write_report(result.run_dir, report_path, quiet)
     _report(result, as_json, quiet)

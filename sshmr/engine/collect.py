@@ -14,7 +14,9 @@ queue, whatever ``max_retries``. An acknowledged attempt is always a launch: a m
 An attempt the journal never recorded (its dispatch was in the crashed master's last,
 unflushed transaction) but which started on a host (its ``job`` file names the job) is
 adopted: journaled as that job's next launch and settled the same way, so a launch is
-never lost from the count and its result is not wasted.
+never lost from the count and its result is not wasted. Only when its ``job`` file carries
+the master's signature of that (attempt, job) pair (``wire.job_mark``): a host cannot claim
+a job it was not sent. Everything read from a host is bounded and checked (``wire``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from ..jobs import AttemptState, JobState, Reason
 from ..record.journal import Journal
 from ..remote import protocol
 from ..transport.base import Transport
+from .wire import check_done, host_key, job_mark
+
+MAX_MARKER = 1 << 20  # bytes of a commit marker (done.json) read from a host
 
 _LOCK_FREE = ("import fcntl,os,sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\n"
               "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)")  # exit 0: no agent holds it
@@ -38,7 +43,7 @@ Outcome = tuple[str, dict[str, Any], bytes]
 
 
 def collect_open_attempts(journal: Journal, transports: list[tuple[Transport, str, str, Any]],
-                          run_id: str, max_retries: int, inline_limit: int,
+                          run_id: str, max_retries: int, max_result_size: int,
                           progress: Callable[[str], None] | None = None) -> None:
     rows = journal.open_attempts() + journal.db.execute(
         "SELECT a.* FROM attempts a JOIN jobs j ON j.id = a.job WHERE j.state = 'UNKNOWN'"
@@ -54,6 +59,7 @@ def collect_open_attempts(journal: Journal, transports: list[tuple[Transport, st
             acked.add(attempt)
     where = {t.name: (t, workdir, python) for t, python, workdir, _ in transports}
     known = {row[0] for row in journal.db.execute("SELECT id FROM attempts")}
+    dispatch_key = bytes.fromhex(journal.meta().get("dispatch_key", ""))
     lost: dict[int, tuple[str, int, Outcome]] = {}  # attempt -> (host, job, outcome)
 
     def visit(host: str) -> dict[int, Outcome]:
@@ -61,12 +67,13 @@ def collect_open_attempts(journal: Journal, transports: list[tuple[Transport, st
         try:
             transport.connect()
             run_dir = f"{transport.expand_user(workdir)}/runs/{run_id}"
-            lost.update(_lost_attempts(transport, run_dir, known))
-            found = {a: read_attempt(transport, protocol.attempt_dir(run_dir, a))
-                     for a in by_host[host]}
+            lost.update(_lost_attempts(transport, run_dir, known, dispatch_key,
+                                       max_result_size))
+            found = {a: read_attempt(transport, protocol.attempt_dir(run_dir, a),
+                                     max_result_size) for a in by_host[host]}
             missing = [a for a, outcome in found.items()
                        if outcome[0] == "missing" and a not in acked]
-            if missing and _agents_gone(transport, python, run_dir):
+            if missing and agents_gone(transport, python, run_dir):
                 for a in missing:  # no job file and no agent left to start it: never will
                     if not transport.exists(f"{protocol.attempt_dir(run_dir, a)}/"
                                             f"{protocol.JOB_FILE}"):
@@ -118,7 +125,7 @@ def _requeue_stranded(journal: Journal, max_retries: int) -> None:
             journal.give_up(job, JobState.FAILED, f"{launches} attempt(s), last: {reason}")
 
 
-def _agents_gone(transport: Transport, python: str, run_dir: str) -> bool:
+def agents_gone(transport: Transport, python: str, run_dir: str) -> bool:
     """True if no agent (or worker) of the run lives on the host: the lock is free. False
     if it is held, or cannot be told (no lock file: an agent of an older sshmr)."""
     try:
@@ -129,23 +136,29 @@ def _agents_gone(transport: Transport, python: str, run_dir: str) -> bool:
     return status == 0
 
 
-def _lost_attempts(transport: Transport, run_dir: str,
-                   known: set[int]) -> dict[int, tuple[str, int, Outcome]]:
-    """Attempts on the host that started (their job file exists) but are not journaled."""
+def _lost_attempts(transport: Transport, run_dir: str, known: set[int], dispatch_key: bytes,
+                   max_result_size: int) -> dict[int, tuple[str, int, Outcome]]:
+    """Attempts on the host that started (their job file exists, signed by this run's
+    master for that job) but are not journaled."""
     try:
         names = transport.listdir(f"{run_dir}/a")
     except FileNotFoundError:
         return {}
     found = {}
     for name in names:
-        if not name.isdigit() or int(name) in known:
+        if not name.isdigit() or len(name) > 18 or int(name) in known:
             continue
-        adir = protocol.attempt_dir(run_dir, int(name))
+        attempt = int(name)
+        adir = protocol.attempt_dir(run_dir, attempt)
         try:
-            job = int(transport.get_bytes(f"{adir}/{protocol.JOB_FILE}"))
+            job_text, mark = transport.get_bytes(f"{adir}/{protocol.JOB_FILE}",
+                                                 limit=100).decode().split()
+            job = int(job_text)
         except (OSError, ValueError):
             continue  # never started (or not this version's): no launch
-        found[int(name)] = (transport.name, job, read_attempt(transport, adir))
+        if job_mark(dispatch_key, attempt, job) != mark:
+            continue  # not sent by this run's master for that job: nothing to adopt
+        found[attempt] = (transport.name, job, read_attempt(transport, adir, max_result_size))
     return found
 
 
@@ -160,7 +173,7 @@ def remove_run_dirs(transports: list[tuple[Transport, str, str, Any]], run_id: s
         try:
             transport.connect()
             run_dir = f"{transport.expand_user(workdir)}/runs/{run_id}"
-            if transport.exists(f"{run_dir}/{protocol.AGENT_LOCK}") and not _agents_gone(
+            if transport.exists(f"{run_dir}/{protocol.AGENT_LOCK}") and not agents_gone(
                     transport, python, run_dir):
                 return
             transport.rmtree(run_dir)
@@ -174,21 +187,29 @@ def remove_run_dirs(transports: list[tuple[Transport, str, str, Any]], run_id: s
             list(pool.map(remove, transports))
 
 
-def read_attempt(transport: Transport, adir: str, key: bytes | None = None) -> Outcome:
-    """What attempt directory ``adir`` on the host holds: its outcome, verified (a pickled
-    result only with the run's ``key``). Also used by the master for late results."""
+def read_attempt(transport: Transport, adir: str, max_result_size: int,
+                 run_key: bytes | None = None) -> Outcome:
+    """What attempt directory ``adir`` on the host holds: its outcome, checked (``wire``) and
+    verified (a pickled result only signed with this host's key, from the run's
+    ``run_key``); a result over ``max_result_size`` is not read. Also used by the master
+    for late results."""
     try:
-        meta = json.loads(transport.get_bytes(f"{adir}/{protocol.DONE_FILE}"))
+        raw = transport.get_bytes(f"{adir}/{protocol.DONE_FILE}", limit=MAX_MARKER)
+        meta = check_done(json.loads(raw))
     except FileNotFoundError:
         return ("missing", {}, b"")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError, AttributeError) as exc:
         return ("corrupt", {"error": f"unreadable commit marker: {exc}"}, b"")
-    if meta.get("status") != "ok":
+    if meta["status"] != "ok":
         return ("error", meta, b"")
+    if meta["size"] > max_result_size:
+        return ("corrupt", {"error": f"the result is {protocol.human_bytes(meta['size'])},"
+                            f" over max_result_size; not fetched"}, b"")
     try:
-        data = transport.get_bytes(f"{adir}/{protocol.RESULT_FILE}")
+        data = transport.get_bytes(f"{adir}/{protocol.RESULT_FILE}", limit=meta["size"])
     except OSError as exc:
         return ("corrupt", {"error": f"result missing: {exc}"}, b"")
+    key = host_key(run_key, transport.name) if run_key is not None else None
     problem = protocol.check_result(meta, data, key)
     if problem:
         return ("corrupt", {"error": f"corrupt result: {problem}"}, b"")

@@ -14,6 +14,7 @@ from ..errors import ConfigError
 
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_MAX_LIVING = 6 * 3600.0
+DEFAULT_MAX_RESULT_SIZE = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class RunConfig:
     master_grace: float = 10.0  # the agent's patience before it assumes the master is gone
     kill_grace: float = 2.0  # SIGTERM -> SIGKILL
     inline_limit: int = 64 * 1024  # results up to this size ride on the control channel
+    max_result_size: int = DEFAULT_MAX_RESULT_SIZE  # a larger result fails, is not fetched
     quarantine_after: int = 5  # host-caused failures in a row before a host is quarantined
     host_retries: int = 2  # failed reconnects (1 s, 2 s, ... backoff) before a host is down
     reconnect_backoff: tuple[float, float] = (1.0, 30.0)  # first and longest reconnect delay
@@ -56,6 +58,9 @@ class RunConfig:
                               f" {self.speculate}")
         if self.slots is not None and self.slots < 1:
             raise ConfigError(f"slots must be >= 1, got {self.slots}")
+        if self.max_result_size < self.inline_limit:
+            raise ConfigError(f"max_result_size must be at least {self.inline_limit} bytes, got"
+                              f" {self.max_result_size}")
         if self.prefetch < 0:
             raise ConfigError(f"prefetch must be >= 0 (jobs queued per busy slot), got"
                               f" {self.prefetch}")

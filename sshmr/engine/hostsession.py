@@ -7,8 +7,11 @@ large results) off the master's thread. Every item posted carries the session's
 ``generation``, so the master drops what a previous connection said.
 
 Items posted: ``(kind, host, generation, data)`` with kind ``connected`` (agent info),
-``failed`` (an exception), ``msg`` (a protocol message), ``eof`` (why) or ``io`` (a
-callable's outcome).
+``failed`` (an exception), ``msg`` (a protocol message, checked by ``wire``), ``violation``
+(what the host said that no honest agent says), ``eof`` (why) or ``io`` (a callable's
+outcome). What a host may send is bounded: a line of at most ``wire.MAX_LINE`` bytes, and
+at most ``MAX_QUEUED_BYTES`` of its messages waiting in the master's queue (its reader then
+waits, and TCP holds the host back), so a flooding host cannot fill the master's memory.
 
 No agent is left behind by a race with the end of the run: a connection either lands
 before ``shutdown`` begins (then ``shutdown`` tells its agent to exit) or after (then
@@ -23,6 +26,7 @@ import json
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -31,11 +35,15 @@ from ..remote import protocol
 from ..transport.base import AgentStream, Transport
 from .bundle import ENTRY, Bundle, push_bundle
 from .diskspace import host_write_failed
+from .wire import MAX_LINE, ProtocolViolation, check_message, host_key
 
 READY_TIMEOUT = 30.0
 CONNECT_PATIENCE = 3.0  # at shutdown, how long a connection in progress may take to land
 EXIT_PATIENCE = 2.0  # an agent that did not start: how long its exit status may take
 CLOSE_PATIENCE = 5.0  # a reconnection waits this long at most for the old connection to close
+CLEANUP_PATIENCE = 3.0  # at the end, how long the master tries to remove a run dir left
+MAX_QUEUED_BYTES = 16 << 20  # of one host's messages waiting in the master's queue
+ITEM_COST = 1024  # what a queued message costs beyond its bytes (its dict and tuple)
 
 
 class HostSession:
@@ -68,6 +76,9 @@ class HostSession:
         self._closed = threading.Event()  # the lost connection is closed (set: none pending)
         self._closed.set()
         self._io: queue.SimpleQueue[tuple[int, Callable[[], Any], Any] | None] | None = None
+        self._room = threading.Condition()  # for this host's messages in the master's queue
+        self._queued = 0  # their bytes
+        self._queued_sizes: deque[int] = deque()  # of each, in queue order
 
     # -------------------------------------------------------------- connecting
 
@@ -124,9 +135,15 @@ class HostSession:
         first = self._first_line(agent)
         try:
             msg = protocol.decode(first)
-        except ValueError:
+        except (ValueError, RecursionError):
             msg = {}
-        if msg.get("t") != "ready":
+        if msg.get("t") == "ready":
+            try:
+                msg = check_message(msg)
+            except ProtocolViolation as exc:
+                agent.close()
+                raise RemoteSetupFailed(self.name, f"protocol violation: {exc}") from None
+        else:
             status = _exit_status(agent, EXIT_PATIENCE)
             err = (agent.stderr().strip() or first.decode(errors="replace").strip())[-300:]
             hint = ""
@@ -134,8 +151,8 @@ class HostSession:
                 hint = f"; is {self.python!r} installed? set python: in the inventory"
             raise RemoteSetupFailed(self.name, f"the sshmr agent did not start (exit {status}):"
                                     f" {err or 'no output'}{hint}")
-        if key:  # before any "start": every worker forked gets it
-            agent.send(protocol.encode({"t": "key", "k": key.hex()}))
+        if key:  # before any "start": every worker forked gets it; one key per host
+            agent.send(protocol.encode({"t": "key", "k": host_key(key, self.name).hex()}))
         with self._landing:
             landed = not self._closing
             if landed:
@@ -155,7 +172,7 @@ class HostSession:
 
         def read() -> None:
             buf = b""
-            while b"\n" not in buf:
+            while b"\n" not in buf and len(buf) <= MAX_LINE:
                 chunk = agent.recv()
                 if not chunk:
                     break
@@ -179,13 +196,27 @@ class HostSession:
         while True:
             *lines, buf = buf.split(b"\n")
             for line in lines:
-                if line:
-                    try:
-                        self._post("msg", gen, protocol.decode(line))
-                    except ValueError:
-                        self._eof.set()
-                        self._post("eof", gen, f"garbled message from the agent: {line[:200]!r}")
-                        return
+                if not line:
+                    continue
+                try:
+                    msg = check_message(protocol.decode(line))
+                except (ValueError, RecursionError) as exc:
+                    why = str(exc) if isinstance(exc, ProtocolViolation) else (
+                        f"garbled message from the agent: {line[:100]!r}")
+                    self._eof.set()
+                    self._post("violation", gen, why)
+                    return
+                if self._closing:
+                    continue  # the master reads no more: only the agent's EOF matters now
+                if not self._take(len(line) + ITEM_COST, gen):
+                    if self._closing:
+                        continue
+                    return  # this connection is over
+                self._post("msg", gen, msg)
+            if len(buf) > MAX_LINE:
+                self._eof.set()
+                self._post("violation", gen, f"a message longer than {MAX_LINE} bytes")
+                return
             chunk = agent.recv()
             if not chunk:
                 break
@@ -194,6 +225,24 @@ class HostSession:
         err = agent.stderr().strip()
         why = "connection to the agent closed" + (f": {err[-300:]}" if err else "")
         self._post("eof", gen, why)
+
+    def _take(self, size: int, gen: int) -> bool:
+        """Room in the master's queue for a message of ``size`` bytes: wait for it while
+        this host has ``MAX_QUEUED_BYTES`` there already. False: stop reading."""
+        with self._room:
+            while self._queued and self._queued + size > MAX_QUEUED_BYTES:
+                if self._closing or gen != self.generation:
+                    return False
+                self._room.wait(0.5)
+            self._queued += size
+            self._queued_sizes.append(size)
+        return True
+
+    def consumed(self) -> None:
+        """The master took one of this host's ``msg`` items off its queue."""
+        with self._room:
+            self._queued -= self._queued_sizes.popleft()
+            self._room.notify()
 
     def _post(self, kind: str, gen: int, data: Any) -> None:
         self.events.put((kind, self.name, gen, data))
@@ -266,10 +315,13 @@ class HostSession:
         _bounded(agent.close, 1.0)
         self.transport.close()
 
-    def shutdown(self, cleanup: bool, wait: float = 10.0) -> None:
+    def shutdown(self, cleanup: bool, wait: float = 10.0) -> str | None:
         """Ask the agent to stop every worker (and remove the run dir), then disconnect.
 
-        Returns within ``wait`` + 1 s, even for a host that hangs.
+        With ``cleanup``, the run dir of a host still connected is then checked, and removed
+        by the master once no agent of the run holds it (over a slow link the agent's own
+        removal may not have happened yet). Returns None, or why the host kept it. Returns
+        within ``wait`` + ``CLEANUP_PATIENCE`` + 1 s, even for a host that hangs.
         """
         deadline = time.monotonic() + wait
         with self._landing:
@@ -283,14 +335,39 @@ class HostSession:
         if self._io is not None:
             self._io.put(None)
         agent = self.agent
+        kept = None
         if agent is not None and self.alive:
             self.send(protocol.encode({"t": "exit", "cleanup": cleanup}))
             # the agent has stopped its workers and exited
             self._eof.wait(max(0.0, deadline - time.monotonic()))
             _bounded(agent.close, max(1.0, deadline - time.monotonic()))
+            if cleanup:
+                kept = self._make_sure_removed(max(deadline, time.monotonic())
+                                               + CLEANUP_PATIENCE)
         self.alive = False
         self.agent = None
         self.transport.close()
+        return kept
+
+    def _make_sure_removed(self, until: float) -> str | None:
+        """Until ``until``: the run dir is gone, or removed here once no agent holds it."""
+        from .collect import agents_gone
+
+        t, path = self.transport, self.run_dir
+        while True:
+            try:
+                if not t.exists(path):
+                    return None
+                if agents_gone(t, self.python, path):
+                    t.rmtree(path)
+                    continue
+                problem = "an agent of the run still held it"
+            except (OSError, HostError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() >= until:
+                return (f"{self.name} kept the run's directory {path} ({problem});"
+                        " 'sshmr gc' removes it")
+            time.sleep(0.5)
 
 
 def _exit_status(agent: AgentStream, patience: float) -> int | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import queue
+import secrets
 import sqlite3
 import sys
 import time
@@ -40,6 +41,7 @@ def make_scheduler(config: RunConfig, hosts: list[str],
                    first_attempt_id: int = 1) -> s.Scheduler:
     return s.Scheduler(
         hosts, max_retries=config.max_retries, timeout=config.timeout,
+        attempt_limit=config.max_living + config.kill_grace,
         deadline_grace=config.kill_grace + config.host_silence, seed=config.seed,
         quarantine_after=config.quarantine_after, halt_on_failures=config.halt_on_failures,
         speculate=config.speculate, host_retries=config.host_retries,
@@ -68,7 +70,7 @@ def record_run(journal: Journal, run_id: str, runs_dir: str, code: Code, bundle:
                      target=f"{code.module}:{code.cls_name}", code_module=code.module,
                      code_class=code.cls_name, code_state=bundle.state, config=asdict(config),
                      inventory=inv.path if inv else None, runs_dir=os.path.abspath(runs_dir),
-                     **meta)
+                     dispatch_key=secrets.token_hex(16), **meta)
 
 
 def execute(journal: Journal, run_dir: str, run_id: str, runs_dir: str, inv: Inventory | None,

@@ -32,6 +32,7 @@ from ..errors import Cancelled, ConfigError, JobFailed, NoHostsAvailable, Remote
 from ..inventory import Inventory, load_inventory
 from ..jobs import JobState
 from ..record.journal import Journal
+from ..record.results import UnreadResult
 from ..result import RunResult
 from ..views.notebook_html import HostTable
 from .shipping import encode_item, ship_function
@@ -128,16 +129,19 @@ class Cluster:
 
 def _outcomes(result: RunResult, items: list[Any], errors: str) -> list[Any]:
     """Each job's result, or a JobFailed in its place; raise the first unless ``return``."""
-    if all(j.state is JobState.SUCCEEDED for j in result.jobs):
+    if all(j.state is JobState.SUCCEEDED and not isinstance(j.result, UnreadResult)
+           for j in result.jobs):
         return result.results
     details = _last_attempts(result.run_dir)
     out: list[Any] = []
     failures: list[JobFailed] = []
     for job, item in zip(result.jobs, items, strict=True):
-        if job.state is JobState.SUCCEEDED:
+        if job.state is JobState.SUCCEEDED and not isinstance(job.result, UnreadResult):
             out.append(job.result)
             continue
         host, error, tb = details.get(job.job, (job.host, job.error, None))
+        if job.state is JobState.SUCCEEDED:  # refused by safe_pickle: never loaded
+            host, error, tb = job.host, repr(job.result), None
         exc = JobFailed(job.job, item, host, _last_line(error or job.error or job.state.value),
                         tb or "", job.attempts)
         if tb:

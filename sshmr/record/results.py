@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ..jobs import JobState
 from ..remote.protocol import is_plain_json
+from . import safe_pickle
 from .journal import Journal
 
 INPUT_FILE_KEY = "$sshmr_input_file"
@@ -40,14 +40,41 @@ class JobResult:
         return out
 
 
-def _decode(kind: str, data: bytes) -> Any:
+class UnreadResult:
+    """A pickled result the master refused to load (see ``safe_pickle``): its job succeeded
+    on its host, but what it returned names something a host may not make the master run."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"<result not loaded: {self.reason}>"
+
+
+def _decode(kind: str, data: bytes, modules: set[str]) -> Any:
     """A committed result. ``pickle`` only ever reaches the journal after the master checked
-    the worker's HMAC with the run's key (function runs): the journal is the user's own."""
+    the worker's HMAC with its host's key (function runs), and is loaded by ``safe_pickle``:
+    a compromised host can sign what it likes, but not make the master run it."""
     if kind == "bytes":
         return data
     if kind == "pickle":
-        return pickle.loads(data)
+        try:
+            return safe_pickle.loads(data, modules)
+        except safe_pickle.RefusedPickle as exc:
+            return UnreadResult(str(exc))
     return json.loads(data)
+
+
+def code_modules(run_dir: str) -> set[str]:
+    """The top-level modules of the code the run shipped (its snapshot in the run dir)."""
+    root = os.path.join(run_dir, "code")
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return set()
+    return {n[:-3] if n.endswith(".py") else n for n in names
+            if (n.endswith(".py") or os.path.isdir(os.path.join(root, n)))
+            and n not in ("cloudpickle", "cloudpickle.py")}
 
 
 def decode_input(payload: str) -> Any:
@@ -64,6 +91,7 @@ def iter_job_results(journal: Journal, run_dir: str,
         "SELECT job, COALESCE(error, reason) FROM attempts a WHERE (? IS NULL OR job = ?)"
         " AND id = (SELECT MAX(id) FROM attempts b WHERE b.job = a.job)", (only, only)))
     tasks = "mapreduce" in journal.meta()  # MapReduce task results: the output dir holds them
+    modules = code_modules(run_dir)
     for row in journal.jobs(only):
         state = JobState(row["state"])
         result: Any = None
@@ -71,7 +99,7 @@ def iter_job_results(journal: Journal, run_dir: str,
             if row["result_file"]:
                 with open(os.path.join(run_dir, row["result_file"]), "rb") as f:
                     data = f.read()
-                result = _decode(row["result_kind"], data)
+                result = _decode(row["result_kind"], data, modules)
             else:
                 result = json.loads(row["result"])
         error = None

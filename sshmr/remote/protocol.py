@@ -20,9 +20,10 @@ a symbolic link (``open_private``, ``private_dir``): a link planted there (point
 file outside) is removed or refused, never followed, so its target is never written.
 
 Function runs (``sshmr.notebook``) may return results that JSON cannot carry exactly: the
-worker pickles those (kind ``pickle``) and signs them with the run's HMAC key, which the
-master sends as the first message on the channel (``key``), never on a command line or in a
-file. The master verifies the signature before it unpickles anything.
+worker pickles those (kind ``pickle``) and signs them with its host's HMAC key (one per host
+and run), which the master sends as the first message on the channel (``key``), never on a
+command line or in a file. The master verifies the signature before it loads anything, and
+loads it with a restricted unpickler (``sshmr.record.safe_pickle``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ TAIL_BYTES = 4096
 DONE_FILE = "done.json"
 RESULT_FILE = "result"
 PAYLOAD_FILE = "payload.json"
-JOB_FILE = "job"  # the attempt's job id, written as it starts (see collect.py: adopting)
+JOB_FILE = "job"  # "JOB MARK" as it starts: its job id, signed (see collect.py: adopting)
 AGENT_LOCK = "agent.lock"  # in the run dir: flock'ed (shared) by live agents and workers
 FILE_MARK = "$sshmr_file"  # payload placeholder {"$sshmr_file": name} for pushed input files
 

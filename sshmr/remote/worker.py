@@ -6,7 +6,7 @@ once, then reads ``run`` messages from a pipe, runs ``execute(payload)`` in-proc
 commits each result to the attempt directory before answering ``done``. A job that
 raises is reported with its traceback and the worker carries on with the next job.
 Its stdout/stderr go to the attempt's files, never to the control channel.
-Given the run's ``result_key`` (function runs), a result JSON cannot carry exactly is
+Given its host's ``result_key`` (function runs), a result JSON cannot carry exactly is
 pickled (cloudpickle when the bundle has it) and signed with that key.
 ``max_living`` is enforced by the kernel too: ``SIGALRM`` ends the process even if
 both the agent and the master are gone.
@@ -85,7 +85,7 @@ class Worker:
                 fd = os.open(os.path.join(adir, protocol.JOB_FILE), os.O_WRONLY | os.O_CREAT
                              | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
                 try:
-                    os.write(fd, str(msg["j"]).encode())
+                    os.write(fd, ("%s %s" % (msg["j"], msg.get("js", ""))).encode())
                 finally:
                     os.close(fd)
             payload = self._payload(msg, adir)

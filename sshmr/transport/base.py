@@ -7,11 +7,44 @@ subprocesses; ``SshTransport`` with one paramiko connection and one SFTP session
 Commands are always argument lists; a transport quotes them for the remote shell.
 Below the workdir nothing is written through a symbolic link: ``put_*`` replace whatever
 is at the path (a planted link is removed, never followed), ``mkdir_private`` refuses one.
+What a host sends can be bounded: ``get_bytes``/``get_file`` with ``limit`` read at most
+that many bytes and raise ``TooLarge`` (an OSError) if the file holds more.
 """
 
 from __future__ import annotations
 
 import abc
+import errno
+from typing import IO
+
+CHUNK = 1 << 20
+
+
+class TooLarge(OSError):
+    """A host's file holds more bytes than it was said to."""
+
+    def __init__(self, path: str, limit: int) -> None:
+        super().__init__(errno.EFBIG, f"more than the {limit} bytes it was said to hold", path)
+
+
+def read_limited(f: IO[bytes], path: str, limit: int | None) -> bytes:
+    """All of ``f``, or TooLarge if it holds more than ``limit`` bytes."""
+    if limit is None:
+        return f.read()
+    data = f.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(path, limit)
+    return data
+
+
+def copy_limited(src: IO[bytes], dst: IO[bytes], path: str, limit: int | None) -> None:
+    """Copy ``src`` to ``dst`` in chunks; TooLarge past ``limit`` bytes."""
+    copied = 0
+    for chunk in iter(lambda: src.read(CHUNK), b""):
+        copied += len(chunk)
+        if limit is not None and copied > limit:
+            raise TooLarge(path, limit)
+        dst.write(chunk)
 
 
 class AgentStream(abc.ABC):
@@ -59,12 +92,14 @@ class Transport(abc.ABC):
     def put_file(self, local_path: str, path: str) -> None: ...
 
     @abc.abstractmethod
-    def get_bytes(self, path: str) -> bytes: ...
+    def get_bytes(self, path: str, limit: int | None = None) -> bytes:
+        """The host's file ``path``; TooLarge if it holds more than ``limit`` bytes."""
 
-    def get_file(self, path: str, local_path: str) -> None:
-        """Copy the host's file ``path`` to ``local_path``, streamed (bounded memory)."""
+    def get_file(self, path: str, local_path: str, limit: int | None = None) -> None:
+        """Copy the host's file ``path`` to ``local_path``, streamed (bounded memory);
+        TooLarge past ``limit`` bytes."""
         with open(local_path, "wb") as f:
-            f.write(self.get_bytes(path))
+            f.write(self.get_bytes(path, limit))
 
     @abc.abstractmethod
     def exists(self, path: str) -> bool: ...

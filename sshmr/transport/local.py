@@ -11,7 +11,7 @@ import subprocess
 import threading
 
 from ..remote.protocol import open_private, private_dir
-from .base import AgentStream, Transport
+from .base import AgentStream, Transport, copy_limited, read_limited
 
 STDERR_LIMIT = 8192
 
@@ -81,12 +81,16 @@ class LocalTransport(Transport):
         with open(local_path, "rb") as src, os.fdopen(open_private(path), "wb") as f:
             shutil.copyfileobj(src, f, 1 << 20)
 
-    def get_bytes(self, path: str) -> bytes:
+    def get_bytes(self, path: str, limit: int | None = None) -> bytes:
         with open(path, "rb") as f:
-            return f.read()
+            return read_limited(f, path, limit)
 
-    def get_file(self, path: str, local_path: str) -> None:
-        shutil.copyfile(path, local_path)
+    def get_file(self, path: str, local_path: str, limit: int | None = None) -> None:
+        if limit is None:
+            shutil.copyfile(path, local_path)
+            return
+        with open(path, "rb") as src, open(local_path, "wb") as dst:
+            copy_limited(src, dst, path, limit)
 
     def exists(self, path: str) -> bool:
         return os.path.exists(path)

@@ -26,7 +26,7 @@ import paramiko
 
 from ..errors import HostUnreachable
 from ..inventory import Host
-from .base import AgentStream, Transport
+from .base import AgentStream, TooLarge, Transport, copy_limited, read_limited
 from .sshkeys import authenticate, refuse_open_key_files, verify_host_key
 
 STDERR_LIMIT = 8192
@@ -262,14 +262,30 @@ class SshTransport(Transport):
             if size != sent:
                 raise OSError(errno.EIO, f"short write: {size} of {sent} bytes", path)
 
-    def get_bytes(self, path: str) -> bytes:
+    def get_bytes(self, path: str, limit: int | None = None) -> bytes:
         with self._sftp_session() as sftp:
             with sftp.open(path, "rb") as f:
-                f.prefetch()
-                return f.read()
+                self._prefetch(f, path, limit)
+                return read_limited(f, path, limit)
 
-    def get_file(self, path: str, local_path: str) -> None:
-        self._call("get", path, local_path)  # paramiko prefetches: many requests in flight
+    def get_file(self, path: str, local_path: str, limit: int | None = None) -> None:
+        if limit is None:
+            self._call("get", path, local_path)  # paramiko prefetches: many requests in flight
+            return
+        with self._sftp_session() as sftp:
+            with sftp.open(path, "rb") as src, open(local_path, "wb") as dst:
+                self._prefetch(src, path, limit)
+                copy_limited(src, dst, path, limit)
+
+    @staticmethod
+    def _prefetch(f: paramiko.SFTPFile, path: str, limit: int | None) -> None:
+        """Many read requests in flight, for the bytes the host says the file holds: none
+        if that is over ``limit`` (TooLarge), and none past its end (whatever else it holds
+        is read without prefetch, still bounded by ``limit``)."""
+        size = f.stat().st_size or 0
+        if limit is not None and size > limit:
+            raise TooLarge(path, limit)
+        f.prefetch(size)
 
     def exists(self, path: str) -> bool:
         try:

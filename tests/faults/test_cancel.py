@@ -97,6 +97,9 @@ class _QuietHost:
         self.sent.append(data)
         return True
 
+    def consumed(self) -> None:  # the master took one of its messages off the queue
+        pass
+
     def shutdown(self, cleanup: bool) -> None:
         self.shut_down = cleanup
 

@@ -7,7 +7,9 @@ each host's network namespace: ``iptables -m statistic --mode random --probabili
 dropped by the kernel), and every packet that survives goes through NFQUEUE to a delay
 line (``tests/netdelay.py``) that gives it back to the kernel 50 ms later (so a round trip
 is 100 ms longer). TCP retransmits what is lost; the run must complete, exact, with no hang
-(the CLI runs under a time limit), with the default heartbeat and ``host_silence``.
+(the CLI runs under a time limit), with the default heartbeat and ``host_silence``. At the
+end every host's run directory is gone, or the run named the host that kept it and
+``sshmr gc`` removes it.
 """
 
 from __future__ import annotations
@@ -61,6 +63,17 @@ def test_run_over_lossy_slow_links_completes_exact_without_hanging(netns_cluster
     assert json.loads(proc.stdout.splitlines()[-1])["state"] == "done"
 
     result = result_of(the_run_dir(tmp_path / "runs"))
+    # The master removes each host's run dir, over the bad link too; a host where it could
+    # not within its patience is named, with the dir, and 'sshmr gc' removes it.
+    kept = [h for h in c.hosts if Path(h.workdir, "runs", result.run_id).exists()]
+    for h in kept:
+        left = Path(h.workdir, "runs", result.run_id)
+        assert f"{h.address} kept the run's directory {left} (" in proc.stderr, proc.stderr
+        assert "'sshmr gc' removes it" in proc.stderr
+    if kept:
+        gc = sshmr_cli("gc", "-i", str(inv), "--runs-dir", str(tmp_path / "runs"),
+                       cwd=tmp_path, timeout=120)
+        assert gc.returncode == 0, gc.stderr
     assert_nothing_lost(result, 2, effects, cluster=c)
     assert result.ok and len(result.jobs) == n_jobs
     for job, item in zip(result.jobs, items, strict=True):
@@ -79,4 +92,5 @@ def test_run_over_lossy_slow_links_completes_exact_without_hanging(netns_cluster
           f"exact in {result.elapsed_s:.2f}s; packets dropped/delayed per host: "
           f"{[(n['dropped'], n['delayed']) for n in counters]}; host_down events: "
           f"{len(downs)}, retries: {len(retries)}; last host up {connected:+.2f}s after the "
-          f"first dispatch")
+          f"first dispatch; run dirs kept at the end (then removed by gc): "
+          f"{[h.address for h in kept]}")

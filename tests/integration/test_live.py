@@ -4,29 +4,22 @@ and ``show``. The host lines come from the real sshd cluster where it matters.""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import re
-import select
 import signal
 import sqlite3
-import struct
 import subprocess
 import sys
-import termios
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from helpers import JOBS, sshmr_cli, write_inventory  # noqa: E402
+from helpers import JOBS, in_pty, sshmr_cli, write_inventory  # noqa: E402
 
 SLOW = f"{JOBS}/jobs_live.py:SlowMaybeFail"
 ERROR = "RuntimeError: job asked to fail after"
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def _inputs(path: Path, n: int, seconds: float, fail_every: int = 0) -> Path:
@@ -34,44 +27,6 @@ def _inputs(path: Path, n: int, seconds: float, fail_every: int = 0) -> Path:
         f"{seconds} fail\n" if fail_every and i % fail_every == 0 else f"{seconds}\n"
         for i in range(1, n + 1)))
     return path
-
-
-def _in_pty(args: list[str], cwd: Path, timeout: float = 90,
-            on_output: Callable[[str, subprocess.Popen], None] | None = None
-            ) -> tuple[int, str, str]:
-    """Run ``python -m sshmr ARGS`` on a 100x40 pseudo-terminal: its exit code, all it
-    wrote, and that without escape sequences."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "COLUMNS", "LINES")}
-    env["TERM"] = "xterm-256color"
-    proc = subprocess.Popen([sys.executable, "-m", "sshmr", *args], cwd=cwd, env=env,
-                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-    os.close(slave)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # EIO: the terminal's other side is closed
-                    data = b""
-                if not data:
-                    break
-                chunks.append(data)
-                if on_output:
-                    on_output(b"".join(chunks).decode(errors="replace"), proc)
-        else:
-            raise AssertionError(f"sshmr {' '.join(args)} did not finish in {timeout}s")
-        text = b"".join(chunks).decode(errors="replace")
-        return proc.wait(15), text, ANSI.sub("", text)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
 
 
 def _run_dir(cwd: Path) -> Path:
@@ -161,7 +116,7 @@ def test_not_a_terminal_host_and_failure_lines_then_status_json(cluster, tmp_pat
 def test_live_view_on_a_terminal(cluster, tmp_path):
     inv = write_inventory(cluster, tmp_path / "inv.yaml", hosts=[0, 1], slots=2)
     inputs = _inputs(tmp_path / "in.txt", 24, 0.4, fail_every=6)
-    code, raw, out = _in_pty(["run", "-i", str(inv), SLOW, str(inputs), "--max-retries", "0"],
+    code, raw, out = in_pty(["run", "-i", str(inv), SLOW, str(inputs), "--max-retries", "0"],
                              tmp_path)
     assert code == 1, out
     assert "Traceback" not in out
@@ -185,7 +140,7 @@ def test_ctrl_c_stops_the_live_view_cleanly(tmp_path):
             proc.send_signal(signal.SIGINT)
             sent.append(time.monotonic())
 
-    code, _, out = _in_pty(["run", SLOW, str(inputs), "--slots", "2"], tmp_path, timeout=60,
+    code, _, out = in_pty(["run", SLOW, str(inputs), "--slots", "2"], tmp_path, timeout=60,
                            on_output=interrupt)
     assert sent, out
     assert code == 130, out

@@ -59,3 +59,32 @@ class Planter(JobExecutor):
                 planted += 1
             modes["planted"] = planted
         return modes
+
+
+def square_pair(x):
+    """A function run's function (``Cluster.map``), shipped by reference with this module;
+    0.1 s, so that every host of a run gets some of the items."""
+    import time
+
+    time.sleep(0.1)
+    return (x, x * x)
+
+
+class SlowSquare(JobExecutor):
+    """``int(payload) ** 2`` after 0.1 s: every host of a run gets some of the jobs."""
+
+    def execute(self, payload):
+        import time
+
+        time.sleep(0.1)
+        return int(payload) ** 2
+
+
+class SlowBlob(JobExecutor):
+    """``int(payload)`` bytes of binary data (a bytes result) after 0.1 s."""
+
+    def execute(self, payload):
+        import time
+
+        time.sleep(0.1)
+        return bytes(i % 251 for i in range(int(payload)))

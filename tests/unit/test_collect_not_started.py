@@ -53,21 +53,21 @@ def _attempts(journal: Journal) -> list[int]:
 
 def test_an_acknowledged_attempt_of_an_unknown_job_stays_a_launch(tmp_path):
     journal, hosts = _run(tmp_path, acked=True, ended="worker_died")
-    collect_open_attempts(journal, hosts, RUN, max_retries=0, inline_limit=0)
+    collect_open_attempts(journal, hosts, RUN, max_retries=0, max_result_size=1 << 30)
     assert _job(journal) == ("UNKNOWN", 1)  # never launched again
     assert _attempts(journal) == [12]
 
 
 def test_an_acknowledged_open_attempt_is_unknown_not_requeued(tmp_path):
     journal, hosts = _run(tmp_path, acked=True, ended=None)
-    collect_open_attempts(journal, hosts, RUN, max_retries=0, inline_limit=0)
+    collect_open_attempts(journal, hosts, RUN, max_retries=0, max_result_size=1 << 30)
     assert _job(journal) == ("UNKNOWN", 1)
     assert _attempts(journal) == [12]
 
 
 def test_an_unacknowledged_attempt_with_no_job_file_and_no_agent_never_started(tmp_path):
     journal, hosts = _run(tmp_path, acked=False, ended=None)
-    collect_open_attempts(journal, hosts, RUN, max_retries=0, inline_limit=0)
+    collect_open_attempts(journal, hosts, RUN, max_retries=0, max_result_size=1 << 30)
     assert _job(journal) == ("PENDING", 0)  # no launch: it runs (once) after all
     assert _attempts(journal) == []
 
@@ -76,7 +76,7 @@ def test_an_unacknowledged_attempt_whose_job_file_exists_did_start(tmp_path):
     journal, hosts = _run(tmp_path, acked=False, ended=None)
     job_file = tmp_path / "host" / "runs" / RUN / "a" / "12" / protocol.JOB_FILE
     job_file.write_text("1")
-    collect_open_attempts(journal, hosts, RUN, max_retries=0, inline_limit=0)
+    collect_open_attempts(journal, hosts, RUN, max_retries=0, max_result_size=1 << 30)
     assert _job(journal) == ("UNKNOWN", 1)
 
 

@@ -26,14 +26,14 @@ def _state(journal: Journal, job: int = 1) -> str:
 def test_a_stranded_job_with_launches_left_goes_back_to_the_queue(tmp_path):
     journal = _stranded(tmp_path, 1, "host_lost")
     assert _state(journal) == "RUNNING"
-    collect_open_attempts(journal, [], "run", max_retries=2, inline_limit=0)
+    collect_open_attempts(journal, [], "run", max_retries=2, max_result_size=1 << 30)
     assert _state(journal) == "PENDING"
     assert _state(journal, 2) == "PENDING"  # untouched
 
 
 def test_a_stranded_job_without_launches_left_fails_with_its_last_reason(tmp_path):
     journal = _stranded(tmp_path, 3, "timeout")
-    collect_open_attempts(journal, [], "run", max_retries=2, inline_limit=0)
+    collect_open_attempts(journal, [], "run", max_retries=2, max_result_size=1 << 30)
     assert _state(journal) == "FAILED"
     reason = journal.db.execute("SELECT reason FROM jobs WHERE id = 1").fetchone()[0]
     assert reason == "3 attempt(s), last: timeout"
@@ -41,5 +41,5 @@ def test_a_stranded_job_without_launches_left_fails_with_its_last_reason(tmp_pat
 
 def test_a_stranded_max_retries_0_job_whose_host_was_lost_is_unknown_never_rerun(tmp_path):
     journal = _stranded(tmp_path, 1, "host_lost")
-    collect_open_attempts(journal, [], "run", max_retries=0, inline_limit=0)
+    collect_open_attempts(journal, [], "run", max_retries=0, max_result_size=1 << 30)
     assert _state(journal) == "UNKNOWN"

@@ -361,6 +361,31 @@ def test_no_timeout_means_no_deadline() -> None:
     assert sim.tick(1e9) == []
 
 
+@pytest.mark.parametrize("timeout,limit,deadline,reason", [
+    (None, 60.0, 165.0, Reason.MAX_LIVING),  # no timeout: the worker's max_living bounds it
+    (10.0, 60.0, 115.0, Reason.TIMEOUT),  # a timeout comes first
+    (None, None, None, None),  # neither: no deadline
+])
+def test_an_attempt_without_a_timeout_ends_at_the_attempt_limit(timeout, limit, deadline,
+                                                                reason) -> None:
+    """A host that ignores max_living (a hostile one) cannot hold a job forever."""
+    sim = Sim(("a", "b"), timeout=timeout, attempt_limit=limit, deadline_grace=5,
+              max_retries=1)
+    sim.now = 100.0
+    sim.add(1)
+    first = one(sim.up("a", 1) + sim.up("b", 1), Launch)
+    sim.handle(AttemptStarted(first.attempt_id))
+    assert sim.sched.next_deadline() == deadline
+    if deadline is None:
+        assert sim.tick(1e9) == []
+        return
+    assert sim.tick(deadline - 0.01) == []
+    out = sim.tick(deadline)
+    assert out[0] == Kill(first.attempt_id, first.slot, reason)
+    assert one(out, AttemptEnded) == AttemptEnded(first.attempt_id, 1, reason, True)
+    assert one(out, Launch).slot[0] == "b"
+
+
 def test_timed_out_slot_is_not_reused_until_its_worker_is_back() -> None:
     sim = Sim(("a",), timeout=10, deadline_grace=0, max_retries=1)
     sim.add(1)

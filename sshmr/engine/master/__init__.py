@@ -27,6 +27,7 @@ from ...jobs import AttemptState, Reason
 from ...remote import protocol
 from .. import scheduler as s
 from ..diskspace import local_disk_full, runs_dir_full
+from ..hostsession import HostSession
 from .actions import Actions
 from .inbound import Inbound
 from .state import LATE_RECHECK
@@ -90,6 +91,8 @@ class Master(Inbound, Actions):
         events: list[object] = []
         for kind, host, gen, data in items:
             session = self.sessions[host]
+            if kind == "msg":
+                session.consumed()  # its room in the queue is free again
             if gen != session.generation:
                 continue  # said by an earlier connection
             session.last_heard = now
@@ -138,12 +141,23 @@ class Master(Inbound, Actions):
 
     def _shutdown(self) -> None:
         self._flush()
-        threads = [threading.Thread(target=session.shutdown, args=(self._cleanup,), daemon=True)
+        kept: dict[str, str] = {}  # host -> why it kept the run's directory
+
+        def stop(session: HostSession) -> None:
+            why = session.shutdown(self._cleanup)
+            if why:
+                kept[session.name] = why
+
+        threads = [threading.Thread(target=stop, args=(session,), daemon=True)
                    for session in self.sessions.values()]
         for t in threads:
             t.start()
         for t in threads:
             t.join(15)
+        for host, why in sorted(kept.items()):
+            self.journal.event("run_dir_kept", why, host=host)
+            if self.progress:
+                self.progress(f"host {why}")
         self.journal.flush()
 
     def _install_signals(self) -> dict:

@@ -13,6 +13,7 @@ from ...remote import protocol
 from .. import scheduler as s
 from ..diskspace import host_write_failed
 from ..hostsession import HostSession
+from ..wire import job_mark
 from .state import FILE_PAYLOAD, ID_BLOCK, MasterState, drop_staged
 
 
@@ -52,7 +53,8 @@ class Actions(MasterState):
             self.journal.flush()  # max_retries=0: the dispatch is durable before the launch
         self._launched = True  # _apply flushes the step's dispatches before it sends them
         payload = self.journal.payload(a.job_id)
-        head = (f'{{"t":"run","slot":{index},"a":{a.attempt_id},"j":{a.job_id},'
+        mark = job_mark(self.dispatch_key, a.attempt_id, a.job_id)  # see collect: adopting
+        head = (f'{{"t":"run","slot":{index},"a":{a.attempt_id},"j":{a.job_id},"js":"{mark}",'
                 f'"timeout":{self._timeout_json},"sync":{self._sync}')
         if len(payload) <= self.cfg.inline_limit and not payload.startswith(FILE_PAYLOAD):
             self._send(session, f"{head},\"p\":{payload}}}\n".encode())

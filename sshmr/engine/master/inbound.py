@@ -1,7 +1,13 @@
 """What hosts say, turned into scheduler events: connections and losses, agent messages,
 finished transfers, results (verified against their checksums and, for function runs,
 their HMAC) and the late results of a lost host that came back. See
-``sshmr.engine.master``."""
+``sshmr.engine.master``.
+
+A host speaks only of its own attempts and slots: a message about an attempt it was not
+given, or a slot it does not have, is a protocol violation (as is anything ``wire`` refuses),
+and the host is not used again in this run. A result larger than ``max_result_size`` fails
+its attempt before a byte of it is fetched; one larger than the runs dir's free space
+stops the run as a full runs dir does (``sshmr resume`` continues it)."""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from .. import scheduler as s
 from ..collect import read_attempt
 from ..diskspace import local_disk_full, runs_dir_full
 from ..hostsession import HostSession
+from ..wire import host_key
 from .state import STATUS_REASON, MasterState, drop_staged
 
 
@@ -28,7 +35,8 @@ class Inbound(MasterState):
     """Session items in, scheduler events out."""
 
     def _on_connected(self, session: HostSession, info: dict) -> list[object]:
-        slots = self.cfg.slots or session.transport_slots or int(info.get("cpus", 1))
+        slots = self.cfg.slots or session.transport_slots or info["cpus"]
+        self.host_slots[session.name] = slots
         session.last_heard = session.last_sent = time.monotonic()
         self.host_errors.pop(session.name, None)
         self.journal.host(session.name, "up", slots=slots, workdir=session.workdir)
@@ -52,7 +60,8 @@ class Inbound(MasterState):
         if not todo:
             return
         t, run_dir, key = session.transport, session.run_dir, self.result_key
-        session.io(lambda: {a: read_attempt(t, protocol.attempt_dir(run_dir, a), key)
+        limit = self.cfg.max_result_size
+        session.io(lambda: {a: read_attempt(t, protocol.attempt_dir(run_dir, a), limit, key)
                             for a in todo}, ("late", 0))
 
     def _on_late(self, session: HostSession, found: dict | Exception) -> list[object]:
@@ -87,6 +96,30 @@ class Inbound(MasterState):
 
     def _on_eof(self, session: HostSession, why: str) -> list[object]:
         return [self._host_down(session, why)]
+
+    def _on_violation(self, session: HostSession, why: str) -> list[object]:
+        """The host said what no honest agent says: it is not used again in this run, and
+        its attempts fail (to be retried elsewhere) with that reason."""
+        session.lost()
+        message = (f"{session.name}: protocol violation: {why}; the host is not used again"
+                   " in this run (check it: is it compromised?)")
+        self.host_errors[session.name] = message
+        for attempt, (host, _, _) in self.inflight.items():
+            if host == session.name and attempt not in self.results:  # (not: said before)
+                self.details.setdefault(attempt, {})["error"] = message
+        self.journal.host(session.name, "failed", error=message)
+        self.journal.event("host_failed", message, host=session.name)
+        self._say_host(session.name, "failed", f"host {message}")
+        return [s.HostDown(session.name, message, fatal=True)]
+
+    def _owns(self, session: HostSession, attempt: int) -> bool:
+        """Whether ``attempt`` was given to this host (now, or before it was given up)."""
+        where = self.inflight.get(attempt)
+        if where is not None:
+            return where[0] == session.name
+        row = self.journal.db.execute("SELECT host FROM attempts WHERE id = ?",
+                                      (attempt,)).fetchone()
+        return row is not None and row[0] == session.name
 
     def _host_down(self, session: HostSession, why: str) -> s.HostDown:
         session.lost()
@@ -123,6 +156,12 @@ class Inbound(MasterState):
 
     def _on_msg(self, session: HostSession, msg: dict) -> list[object]:
         kind = msg["t"]
+        if kind in ("done", "ack") and not self._owns(session, msg["a"]):
+            return self._on_violation(session, f"it reported attempt {msg['a']}, which it was"
+                                      " not given")
+        if kind in ("up", "down") and msg["slot"] >= self.host_slots.get(session.name, 0):
+            return self._on_violation(session, f"it reported slot {msg['slot']}, which it does"
+                                      " not have")
         if kind == "done":
             return self._on_done(session, msg)
         if kind == "ack":
@@ -153,17 +192,30 @@ class Inbound(MasterState):
         self.details[attempt] = msg
         status = msg["status"]
         if status == "ok":
-            if "r" in msg:
-                return [self._verified(attempt, msg, msg["r"].encode())]
-            if "rb" in msg:
-                return [self._verified(attempt, msg, base64.b64decode(msg["rb"]))]
+            if "r" in msg or "rb" in msg:
+                try:
+                    data = (msg["r"].encode("utf-8", "surrogatepass") if "r" in msg
+                            else base64.b64decode(msg["rb"], validate=True))
+                except ValueError as exc:
+                    data = f"undecodable inline result ({exc})".encode()
+                return [self._verified(attempt, msg, data)]
+            if msg["size"] > self.cfg.max_result_size:
+                msg["error"] = (f"{session.name}: the result is"
+                                f" {protocol.human_bytes(msg['size'])}, over max_result_size"
+                                f" ({protocol.human_bytes(self.cfg.max_result_size)}); not"
+                                " fetched. Return less, or raise --max-result-size")
+                return [s.AttemptFailed(attempt, Reason.ERROR, slot_alive=True)]
+            free = protocol.free_bytes(self.run_dir)
+            if free is not None and msg["size"] > free:  # our disk: stop, as when it fills
+                raise runs_dir_full(self.run_dir)
             path = f"{protocol.attempt_dir(session.run_dir, attempt)}/{protocol.RESULT_FILE}"
+            t, size = session.transport, msg["size"]
             if msg.get("kind") == "bytes":  # streamed to a staging file: bounded memory
                 staged = self.journal.staging_path(attempt)
-                session.io(lambda: (msg, session.transport.get_file(path, staged) or staged),
+                session.io(lambda: (msg, t.get_file(path, staged, limit=size) or staged),
                            ("fetch", attempt))
             else:
-                session.io(lambda: (msg, session.transport.get_bytes(path)), ("fetch", attempt))
+                session.io(lambda: (msg, t.get_bytes(path, limit=size)), ("fetch", attempt))
             return []
         if msg.get("nospace"):  # the host's disk is full: a host error, named like one
             msg["error"] = self.host_errors[session.name] = f"{session.name}: {msg['error']}"
@@ -176,7 +228,10 @@ class Inbound(MasterState):
         if isinstance(data, str):
             problem = protocol.check_result_file(meta, data)
         else:
-            problem = protocol.check_result(meta, data, self.result_key)
+            where = self.inflight.get(attempt)
+            key = (host_key(self.result_key, where[0])
+                   if self.result_key is not None and where is not None else None)
+            problem = protocol.check_result(meta, data, key)
         if problem is not None:
             drop_staged(data)
             self.details.setdefault(attempt, {})["error"] = f"corrupt result: {problem}"

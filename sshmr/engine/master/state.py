@@ -55,6 +55,7 @@ class MasterState:
         self.to_release: dict[str, list[int]] = defaultdict(list)
         self.reconnect_at: dict[str, float] = {}
         self.host_errors: dict[str, str] = {}
+        self.host_slots: dict[str, int] = {}  # slots of each host that came up (checked)
         self.late: dict[int, str] = {}  # attempt -> host: a late result, to commit or discard
         self.late_seen: set[int] = set()  # lost attempts whose outcome was found on the host
         self.late_check: dict[str, float] = {}  # host -> when to look for late results
@@ -65,6 +66,8 @@ class MasterState:
         self._looping = False  # a second Ctrl-C forces only while the loop runs
         self._timeout_json = json.dumps(config.timeout)
         self._sync = "true" if config.max_retries == 0 else "false"
+        meta = journal.meta() if journal is not None else {}
+        self.dispatch_key = bytes.fromhex(meta.get("dispatch_key", ""))  # see wire.job_mark
         self._last = {"tick": 0.0, "flush": 0.0, "cancel": 0.0}
         self._outbox: dict[HostSession, list[bytes]] | None = None  # see _apply
         self._launched = False  # a Launch of the current _apply step (flush before sending)

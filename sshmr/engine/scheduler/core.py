@@ -128,8 +128,7 @@ class Scheduler(LateAndSpeculative, Failures):
             return
         att.started = True
         att.launched = now
-        if self.timeout is not None:
-            att.deadline = now + self.timeout + self.deadline_grace
+        att.deadline = self._deadline(now)
 
     def _on_AttemptSucceeded(self, now: float, ev: AttemptSucceeded, out: list) -> None:
         att = self._attempts.get(ev.attempt_id)
@@ -163,9 +162,10 @@ class Scheduler(LateAndSpeculative, Failures):
     def _on_Tick(self, now: float, ev: Tick, out: list) -> None:
         for attempt_id, att in list(self._attempts.items()):
             if not att.done and att.deadline is not None and now >= att.deadline:
-                out.append(Kill(attempt_id, att.slot, Reason.TIMEOUT))
+                reason = Reason.TIMEOUT if self.timeout is not None else Reason.MAX_LIVING
+                out.append(Kill(attempt_id, att.slot, reason))
                 self._end_attempt(attempt_id, att, slot_alive=False)
-                self._attempt_failed(attempt_id, att, Reason.TIMEOUT, out)
+                self._attempt_failed(attempt_id, att, reason, out)
         if self.speculate and not self._pending and self._free and self._stopping is None:
             self._speculate(now, out)
 

@@ -77,8 +77,8 @@ class Dispatch(SchedulerState):
         job.state = JobState.RUNNING
         job.running.add(attempt_id)
         deadline = None  # a queued attempt's deadline is set when it starts
-        if self.timeout is not None and not state.attempts:
-            deadline = now + self.timeout + self.deadline_grace
+        if not state.attempts:
+            deadline = self._deadline(now)
         self._attempts[attempt_id] = _Attempt(job_id, slot, deadline, now)
         state.idle = False
         state.attempts.append(attempt_id)

@@ -60,6 +60,7 @@ class SchedulerState:
         *,
         max_retries: int = 3,
         timeout: float | None = None,
+        attempt_limit: float | None = None,
         deadline_grace: float = 5.0,
         seed: int | None = None,
         quarantine_after: int = 5,
@@ -80,6 +81,9 @@ class SchedulerState:
         self.prefetch_below = prefetch_below  # None: whatever the jobs' durations
         self._typical: float | None = None  # moving average of successful durations
         self.timeout = timeout
+        # Without a timeout an attempt may still run no longer than this (its worker's
+        # max_living): a host that ignores max_living is timed out here.
+        self.attempt_limit = attempt_limit
         self.deadline_grace = deadline_grace
         self.quarantine_after = quarantine_after
         self.reconnect_backoff = reconnect_backoff
@@ -119,6 +123,11 @@ class SchedulerState:
     def pending(self) -> int:
         return len(self._pending)
 
+    def _deadline(self, start: float) -> float | None:
+        """When an attempt that starts at ``start`` is timed out (None: never)."""
+        limit = self.timeout if self.timeout is not None else self.attempt_limit
+        return None if limit is None else start + limit + self.deadline_grace
+
     def next_deadline(self) -> float | None:
         deadlines = [a.deadline for a in self._attempts.values() if a.deadline and not a.done]
         return min(deadlines) if deadlines else None
@@ -142,8 +151,8 @@ class SchedulerState:
                 state.dying = True  # what is queued behind it ends with the worker
             elif head and state.attempts:  # the agent starts the next one now
                 nxt = self._attempts[state.attempts[0]]
-                if nxt.deadline is None and self.timeout is not None:
-                    nxt.deadline = self._now + self.timeout + self.deadline_grace
+                if nxt.deadline is None:
+                    nxt.deadline = self._deadline(self._now)
             if not state.dying and not state.attempts:
                 if self._hosts[att.slot[0]].quarantined:
                     del self._slots[att.slot]
