@@ -6,7 +6,8 @@ Any command but the agent runs as it is (preflight, the lock check of resume). T
 (``-u …/sshmr_agent.py CONFIG``) runs as a child: what the master sends reaches it unchanged
 (the proxy notes the attempts it was given and its result key), and every line the agent
 sends back goes through ``ATTACK``, which may rewrite it, add lines, or send what no agent
-would. What it did is logged to ``STATE_DIR/attack.log``. Standard library only.
+would. What it did is logged to ``STATE_DIR/attack.log``; once one of its slots is up it
+creates ``STATE_DIR/gate``, which the tests' gated jobs wait for. Standard library only.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ class Proxy:
                 self.on_ready(msg)
                 continue
             getattr(self, "attack_" + self.attack)(msg)
+            if msg.get("t") == "up":  # a slot is up here: the honest hosts' jobs may go on
+                open(os.path.join(self.state, "gate"), "a").close()
 
     def on_ready(self, msg: dict) -> None:
         if self.attack == "escape":
@@ -123,10 +126,13 @@ class Proxy:
             self.log("flood sent")
         elif self.attack == "drip":
             self.log("dripping a message that never ends")
+            began = time.monotonic()
             try:
                 while True:
                     self.send(b"{")
                     time.sleep(0.3)
+                    if time.monotonic() - began > 5:  # long past host_silence: the honest
+                        open(os.path.join(self.state, "gate"), "a").close()  # jobs go on
             except OSError:
                 self.log("the master closed the channel")
 

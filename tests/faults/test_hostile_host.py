@@ -29,7 +29,7 @@ from sshmr.result import load_run_result  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent.parent
 HOSTILE_AGENT = TESTS / "hostile_agent.py"
-SQUARE = f"{JOBS}/jobs_hostile.py:SlowSquare"
+SQUARE = f"{JOBS}/jobs_hostile.py:GatedSquare"
 BLOB = f"{JOBS}/jobs_basic.py:Blob"
 HOSTILE = 2
 RAW = ("\x1b]0;pwned", "\x1b[2J", "\u202e", "\x9b", "\x07")  # as sent, unescaped
@@ -95,9 +95,17 @@ def log(state: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
-def squares_cli(inv: Path, tmp_path: Path, n: int, *extra: str) -> tuple[dict, object]:
+def gated_inputs(state: Path, tmp_path: Path, n: int) -> Path:
+    """Inputs of GatedSquare: jobs 1..n wait until the hostile host has a slot up."""
+    gate = state / "gate"
     inputs = tmp_path / "in.txt"
-    inputs.write_text("".join(f"{i}\n" for i in range(1, n + 1)))
+    inputs.write_text("".join(f"{i} {gate}\n" for i in range(1, n + 1)))
+    return inputs
+
+
+def squares_cli(inv: Path, state: Path, tmp_path: Path, n: int,
+                *extra: str) -> tuple[dict, object]:
+    inputs = gated_inputs(state, tmp_path, n)
     proc = sshmr_cli("run", "-i", str(inv), SQUARE, str(inputs), "--runs-dir",
                      str(tmp_path / "runs"), "--json", "--max-retries", "3", *extra,
                      cwd=tmp_path, timeout=180)
@@ -138,7 +146,7 @@ def assert_violation(run_dir: str, address: str, *needles: str, attempts: bool =
 
 def test_a_host_cannot_report_attempts_it_was_not_given(cluster, tmp_path, untouched):
     inv, state = hostile_run(cluster, tmp_path, "foreign")
-    summary, proc = squares_cli(inv, tmp_path, 60)
+    summary, proc = squares_cli(inv, state, tmp_path, 60)
     result = load_run_result(summary["run_dir"])
     assert "claiming attempt" in log(state), log(state)
     assert_exact(result, 60)  # the forged result is committed nowhere
@@ -151,7 +159,7 @@ def test_a_host_cannot_report_attempts_it_was_not_given(cluster, tmp_path, untou
 def test_malformed_messages_cannot_crash_the_master_or_name_paths(cluster, tmp_path,
                                                                    untouched):
     inv, state = hostile_run(cluster, tmp_path, "types")
-    summary, proc = squares_cli(inv, tmp_path, 40)
+    summary, proc = squares_cli(inv, state, tmp_path, 40)
     result = load_run_result(summary["run_dir"])
     assert "a path for an attempt id" in log(state)
     assert_exact(result, 40)
@@ -165,13 +173,13 @@ def test_malformed_messages_cannot_crash_the_master_or_name_paths(cluster, tmp_p
 
 
 def test_a_signed_hostile_pickle_runs_nothing_on_the_master(cluster, tmp_path, untouched):
-    from jobs_hostile import square_pair
+    from jobs_hostile import gated_square_pair
 
     from sshmr.notebook import Cluster
 
     inv, state = hostile_run(cluster, tmp_path, "pickle")
     c = Cluster(str(inv), runs_dir=str(tmp_path / "runs"))
-    values = c.map(square_pair, list(range(40)), **FAST)
+    values = c.map(gated_square_pair, [[i, str(state / "gate")] for i in range(40)], **FAST)
     assert "a signed hostile pickle" in log(state)
     assert not (state / "pwned").exists(), "the hostile pickle ran on the master"
     hostile = cluster.hosts[HOSTILE].address
@@ -227,7 +235,7 @@ def test_a_flood_or_an_endless_line_does_not_fill_the_masters_memory(cluster, tm
 
 def test_a_result_over_the_limit_is_refused_before_it_is_fetched(cluster, tmp_path, untouched):
     inv, state = hostile_run(cluster, tmp_path, "huge")
-    summary, proc = squares_cli(inv, tmp_path, 40, "--max-result-size", "1G")
+    summary, proc = squares_cli(inv, state, tmp_path, 40, "--max-result-size", "1G")
     result = load_run_result(summary["run_dir"])
     assert "claims a 10 GiB result" in log(state)
     assert_exact(result, 40, cluster.hosts[HOSTILE].address)
@@ -241,7 +249,8 @@ def test_a_result_over_the_limit_is_refused_before_it_is_fetched(cluster, tmp_pa
 
 def test_a_result_larger_than_it_said_is_cut_off_at_its_size(cluster, tmp_path, untouched):
     inv, state = hostile_run(cluster, tmp_path, "liar")
-    result = sshmr.run(_blob(), [str(100 + i) for i in range(30)], inventory=str(inv),
+    result = sshmr.run(_blob(), [f"{100 + i} {state / 'gate'}" for i in range(30)],
+                       inventory=str(inv),
                        runs_dir=str(tmp_path / "runs"), max_retries=3, **FAST)
     assert "200 MiB result said to be 1000 bytes" in log(state)
     assert result.state == "done", result
@@ -261,16 +270,16 @@ def test_a_result_larger_than_it_said_is_cut_off_at_its_size(cluster, tmp_path, 
 
 def _blob():
     sys.path.insert(0, str(JOBS))
-    from jobs_hostile import SlowBlob
+    from jobs_hostile import GatedBlob
 
-    return SlowBlob()
+    return GatedBlob()
 
 
 def test_a_host_that_goes_silent_after_acknowledging_is_timed_out(cluster, tmp_path,
                                                                  untouched):
     """No timeout: the attempt's worker's max_living bounds it on the master too."""
     inv, state = hostile_run(cluster, tmp_path, "silent")
-    summary, _ = squares_cli(inv, tmp_path, 20, "--max-living", "3")
+    summary, _ = squares_cli(inv, state, tmp_path, 20, "--max-living", "3")
     result = load_run_result(summary["run_dir"])
     assert "swallowed done" in log(state), log(state)
     assert_exact(result, 20)
@@ -282,13 +291,14 @@ def test_a_host_that_goes_silent_after_acknowledging_is_timed_out(cluster, tmp_p
 
 def test_a_host_that_drips_one_byte_at_a_time_is_timed_out(cluster, tmp_path, untouched):
     sys.path.insert(0, str(JOBS))
-    from jobs_live import SlowMaybeFail
+    from jobs_hostile import GatedSquare
 
-    inv, state = hostile_run(cluster, tmp_path, "drip")
-    result = sshmr.run(SlowMaybeFail(), ["0.3"] * 40, inventory=str(inv),
-                       runs_dir=str(tmp_path / "runs"), max_retries=3, **FAST)
+    inv, state = hostile_run(cluster, tmp_path, "drip")  # it opens the gate after 5 s
+    result = sshmr.run(GatedSquare(), [f"{i} {state / 'gate'}" for i in range(1, 41)],
+                       inventory=str(inv), runs_dir=str(tmp_path / "runs"), max_retries=3,
+                       **FAST)
     assert "dripping" in log(state)
-    assert result.ok and result.results == [0.3] * 40, result
+    assert_exact(result, 40)
     hostile = cluster.hosts[HOSTILE].address
     downs = [e["message"] for e in events_of(result.run_dir, "host_down")
              if e["host"] == hostile]
@@ -303,8 +313,7 @@ def test_a_host_that_drips_one_byte_at_a_time_is_timed_out(cluster, tmp_path, un
 def test_escape_sequences_from_a_host_reach_no_terminal_and_no_report(cluster, tmp_path,
                                                                        untouched):
     inv, state = hostile_run(cluster, tmp_path, "escape")
-    inputs = tmp_path / "in.txt"
-    inputs.write_text("".join(f"{i}\n" for i in range(1, 31)))
+    inputs = gated_inputs(state, tmp_path, 30)
     report = tmp_path / "report.html"
     code, raw, _ = in_pty(["run", "-i", str(inv), SQUARE, str(inputs), "--runs-dir",
                            str(tmp_path / "runs"), "--max-retries", "3", "--report",

@@ -88,3 +88,39 @@ class SlowBlob(JobExecutor):
 
         time.sleep(0.1)
         return bytes(i % 251 for i in range(int(payload)))
+
+
+def _wait_for(gate):
+    """Until ``gate`` exists (the hostile host's slots are up, see tests/hostile_agent.py),
+    at most 60 s: so every host of the run gets some of the jobs, loaded machine or not."""
+    import time
+
+    deadline = time.monotonic() + 60
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.05)
+
+
+class GatedSquare(JobExecutor):
+    """Payload ``"N GATE"``: ``N ** 2`` once GATE exists."""
+
+    def execute(self, payload):
+        n, gate = payload.split(" ", 1)
+        _wait_for(gate)
+        return int(n) ** 2
+
+
+class GatedBlob(JobExecutor):
+    """Payload ``"SIZE GATE"``: SIZE bytes of binary data once GATE exists."""
+
+    def execute(self, payload):
+        size, gate = payload.split(" ", 1)
+        _wait_for(gate)
+        return bytes(i % 251 for i in range(int(size)))
+
+
+def gated_square_pair(item):
+    """A function run's function: ``[x, GATE]`` -> ``(x, x * x)`` once GATE exists."""
+    x, gate = item
+    _wait_for(gate)
+    return (x, x * x)
