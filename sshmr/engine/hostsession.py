@@ -34,6 +34,7 @@ from ..errors import HostError, RemoteSetupFailed
 from ..remote import protocol
 from ..transport.base import AgentStream, Transport
 from .bundle import ENTRY, Bundle, push_bundle
+from .cleanup import CLEANUP_PATIENCE, make_sure_removed
 from .diskspace import host_write_failed
 from .wire import MAX_LINE, ProtocolViolation, check_message, host_key
 
@@ -41,7 +42,6 @@ READY_TIMEOUT = 30.0
 CONNECT_PATIENCE = 3.0  # at shutdown, how long a connection in progress may take to land
 EXIT_PATIENCE = 2.0  # an agent that did not start: how long its exit status may take
 CLOSE_PATIENCE = 5.0  # a reconnection waits this long at most for the old connection to close
-CLEANUP_PATIENCE = 3.0  # at the end, how long the master tries to remove a run dir left
 MAX_QUEUED_BYTES = 16 << 20  # of one host's messages waiting in the master's queue
 ITEM_COST = 1024  # what a queued message costs beyond its bytes (its dict and tuple)
 
@@ -75,6 +75,7 @@ class HostSession:
         self._landing = threading.Lock()  # a connection lands before shutdown begins, or not
         self._closed = threading.Event()  # the lost connection is closed (set: none pending)
         self._closed.set()
+        self._stopped_on_landing = False  # a connection landed after shutdown began
         self._io: queue.SimpleQueue[tuple[int, Callable[[], Any], Any] | None] | None = None
         self._room = threading.Condition()  # for this host's messages in the master's queue
         self._queued = 0  # their bytes
@@ -163,6 +164,7 @@ class HostSession:
                 self.alive = True
         if not landed:  # shutdown began meanwhile and does not know this agent: stop it here
             self._stop_agent(agent, self._cleanup, READY_TIMEOUT / 3)
+            self._stopped_on_landing = True
             raise RemoteSetupFailed(self.name, "the run ended while connecting")
         return msg
 
@@ -320,8 +322,10 @@ class HostSession:
 
         With ``cleanup``, the run dir of a host still connected is then checked, and removed
         by the master once no agent of the run holds it (over a slow link the agent's own
-        removal may not have happened yet). Returns None, or why the host kept it. Returns
-        within ``wait`` + ``CLEANUP_PATIENCE`` + 1 s, even for a host that hangs.
+        removal may not have happened yet). A host lost during the run is not reached again
+        (it may be down for good, or frozen): its cut-off agent exits without removing the
+        dir, so it may be left. Returns None, or what to tell the user about the dir.
+        Returns within ``wait`` + ``CLEANUP_PATIENCE`` + 1 s, even for a host that hangs.
         """
         deadline = time.monotonic() + wait
         with self._landing:
@@ -342,32 +346,15 @@ class HostSession:
             self._eof.wait(max(0.0, deadline - time.monotonic()))
             _bounded(agent.close, max(1.0, deadline - time.monotonic()))
             if cleanup:
-                kept = self._make_sure_removed(max(deadline, time.monotonic())
-                                               + CLEANUP_PATIENCE)
+                kept = make_sure_removed(self.transport, self.python, self.run_dir,
+                                         max(deadline, time.monotonic()) + CLEANUP_PATIENCE)
+        elif cleanup and self.run_dir and not self._stopped_on_landing:
+            kept = (f"{self.name} was lost during the run: its run directory {self.run_dir}"
+                    " may be left there; 'sshmr gc' removes it")
         self.alive = False
         self.agent = None
         self.transport.close()
         return kept
-
-    def _make_sure_removed(self, until: float) -> str | None:
-        """Until ``until``: the run dir is gone, or removed here once no agent holds it."""
-        from .collect import agents_gone
-
-        t, path = self.transport, self.run_dir
-        while True:
-            try:
-                if not t.exists(path):
-                    return None
-                if agents_gone(t, self.python, path):
-                    t.rmtree(path)
-                    continue
-                problem = "an agent of the run still held it"
-            except (OSError, HostError) as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            if time.monotonic() >= until:
-                return (f"{self.name} kept the run's directory {path} ({problem});"
-                        " 'sshmr gc' removes it")
-            time.sleep(0.5)
 
 
 def _exit_status(agent: AgentStream, patience: float) -> int | None:

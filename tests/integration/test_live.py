@@ -200,8 +200,13 @@ def test_one_line_per_host_state_change(fresh_cluster, tmp_path):
                 run.wait()
     lines = (tmp_path / "err.txt").read_text().splitlines()
     dead = [x for x in lines if x.startswith(f"sshmr: host {c.hosts[1].address}")]
-    assert len(dead) == 2, lines  # up, then down; the failed reconnects are not changes
+    # up, then down; the failed reconnects are not changes; at the end, where its run dir
+    # may be left
+    assert len(dead) == 3, lines
     assert dead[0] == f"sshmr: host {c.hosts[1].address} up: 2 slots"
+    assert dead[2] == (f"sshmr: host {c.hosts[1].address} was lost during the run: its run"
+                       f" directory {c.hosts[1].workdir}/runs/{_run_dir(tmp_path).name} may be"
+                       " left there; 'sshmr gc' removes it")
     run_dir = _run_dir(tmp_path)
     db = sqlite3.connect(f"file:{run_dir / 'journal.sqlite'}?mode=ro", uri=True)
     try:
