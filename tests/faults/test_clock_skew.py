@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import glob
 import os
+import subprocess
 import sys
-import threading
 from collections import defaultdict
 from pathlib import Path
 
@@ -68,20 +68,39 @@ def set_offset(stamp: Path, offset: str) -> None:
     os.replace(tmp, stamp)
 
 
-class Jumper(threading.Thread):
-    """Steps the hosts' wall clock by an hour every JUMP_EVERY s until stopped."""
+class Jumper:
+    """Steps the hosts' wall clock every JUMP_EVERY s until stopped: a process of its own,
+    so a busy test process cannot hold the steps back, through five offsets in which no
+    step (nor two, three or four in a row) leaves the clock where it was."""
+
+    OFFSETS = ("+1h", "-1h", "+2h", "-2h", "+0")
+    CODE = ("import os, sys, time\n"
+            "stamp, every, offsets = sys.argv[1], float(sys.argv[2]), sys.argv[3:]\n"
+            "n = 0\n"
+            "while True:\n"
+            "    time.sleep(every)\n"
+            "    with open(stamp + '.tmp', 'w') as f:\n"
+            "        f.write(offsets[n % len(offsets)] + '\\n')\n"
+            "    os.replace(stamp + '.tmp', stamp)\n"
+            "    n += 1\n"
+            "    print(n, flush=True)\n")
 
     def __init__(self, stamp: Path) -> None:
-        super().__init__(daemon=True)
         self.stamp = stamp
-        self.done = threading.Event()
+        self.proc: subprocess.Popen | None = None
         self.steps = 0
 
-    def run(self) -> None:
-        offsets = ("+1h", "-1h", "+0")
-        while not self.done.wait(JUMP_EVERY):
-            set_offset(self.stamp, offsets[self.steps % len(offsets)])
-            self.steps += 1
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", self.CODE, str(self.stamp),
+                                      str(JUMP_EVERY), *self.OFFSETS], stdout=subprocess.PIPE,
+                                     text=True)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.kill()
+        out, _ = self.proc.communicate(timeout=10)
+        self.steps = len(out.split())
 
 
 @pytest.mark.parametrize("clock", ["ahead", "behind", "jumping"])
@@ -105,9 +124,7 @@ def test_skewed_host_clock_changes_no_timeout_duration_or_lifetime(cluster, tmp_
                            timeout=TIMEOUT, max_living=MAX_LIVING, max_retries=1, seed=7,
                            prefetch=0, **FAST)
     finally:
-        jumper.done.set()
-        if jumper.is_alive():
-            jumper.join(5)
+        jumper.stop()
 
     by_job = assert_nothing_lost(result, 1, effects, cluster=cluster)
     short, hang = result.jobs[:12], result.jobs[12:]
