@@ -1,6 +1,8 @@
-"""Dispatch and assignment: which pending job goes to which slot, at random (preferring
-hosts the job has not failed on), and prefetch behind busy slots. Part of the pure
-scheduler (see ``core``)."""
+"""Dispatch and assignment: which pending job goes to which slot, at random, and prefetch
+behind busy slots. A retried job goes to a host it has not failed on: while such a host is
+up, it waits for one of its slots rather than take a free slot on a host it failed on (a
+host that fails fast frees its slots first and would otherwise take every retry). Part of
+the pure scheduler (see ``core``)."""
 
 from __future__ import annotations
 
@@ -8,13 +10,29 @@ from ...jobs import JobState
 from .events import Launch, RetireSlot, Slot
 from .state import SchedulerState, _Attempt, _SlotState
 
+# How many retries waiting for another host dispatch looks past to find a job that may go
+# now (they keep their place at the front of the queue).
+WAIT_SCAN = 64
+
 
 class Dispatch(SchedulerState):
     """Where jobs go."""
 
     def _dispatch(self, now: float, out: list) -> None:
-        while self._pending and self._free:
-            job_id = self._pending[0]
+        waiting: list[int] = []  # retries holding out for a host they have not failed on
+        try:
+            self._dispatch_to_free(now, waiting, out)
+            if not self._pending or not self._room or self._connecting() or not self._short():
+                return
+            self._prefetch(now, waiting, out)
+        finally:
+            self._pending.extendleft(reversed(waiting))
+
+    def _dispatch_to_free(self, now: float, waiting: list[int], out: list) -> None:
+        while self._free:
+            job_id = self._next_job(self._free, waiting)
+            if job_id is None:
+                return
             slot = self._pick_slot(self._jobs[job_id].failed_hosts)
             state = self._slots[slot]
             if not self._fits(now, state):
@@ -23,10 +41,13 @@ class Dispatch(SchedulerState):
                 continue
             self._pending.popleft()
             self._launch(now, job_id, slot, state, out)
-        if not self._pending or not self._room or self._connecting() or not self._short():
-            return
-        while self._pending and self._room:  # no idle slot: queue behind busy ones
-            job_id = self._pending[0]
+
+    def _prefetch(self, now: float, waiting: list[int], out: list) -> None:
+        """No idle slot: queue behind busy ones."""
+        while self._room:
+            job_id = self._next_job(self._room, waiting)
+            if job_id is None:
+                return
             slot = self._room[self._pick(self._room, self._jobs[job_id].failed_hosts)]
             state = self._slots[slot]
             if not self._fits(now, state):
@@ -34,6 +55,26 @@ class Dispatch(SchedulerState):
                 continue
             self._pending.popleft()
             self._launch(now, job_id, slot, state, out)
+
+    def _next_job(self, pool: list[Slot], waiting: list[int]) -> int | None:
+        """The job at the front of the queue once the retries that should wait for a slot
+        outside ``pool`` are set aside in ``waiting``; None: no job may go to ``pool``."""
+        while self._pending and len(waiting) < WAIT_SCAN:
+            job_id = self._pending[0]
+            avoid = self._jobs[job_id].failed_hosts
+            if not avoid or not self._better_elsewhere(avoid, pool):
+                return job_id
+            waiting.append(self._pending.popleft())
+        return None
+
+    def _better_elsewhere(self, avoid: set[str], pool: list[Slot]) -> bool:
+        """Every slot of ``pool`` is on a host in ``avoid``, and a host outside it is up."""
+        if any(slot[0] not in avoid for slot in pool):
+            return False
+        return any(
+            h.up and not (h.quarantined or h.dead)
+            for name, h in self._hosts.items() if name not in avoid
+        )
 
     def _short(self) -> bool:
         """Jobs are short enough for prefetch to pay (a round trip is a fair part of one)
