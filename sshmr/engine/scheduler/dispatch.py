@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from ...jobs import JobState
 from .events import Launch, RetireSlot, Slot
-from .state import SchedulerState, _Attempt, _SlotState
+from .state import _Attempt, _SlotState
+from .timeouts import Timeouts
 
 
-class Dispatch(SchedulerState):
+class Dispatch(Timeouts):
     """Where jobs go."""
 
     def _dispatch(self, now: float, out: list) -> None:
@@ -49,7 +50,7 @@ class Dispatch(SchedulerState):
         return not self._all_heard
 
     def _fits(self, now: float, state: _SlotState) -> bool:
-        needed = self.timeout if self.timeout is not None else 0.0
+        needed = self.current_timeout() or 0.0
         return now + needed < state.expires_at
 
     def _pick_slot(self, avoid: set[str]) -> Slot:
@@ -76,11 +77,13 @@ class Dispatch(SchedulerState):
         job.launches += 1
         job.state = JobState.RUNNING
         job.running.add(attempt_id)
+        timeout = self.current_timeout()
         deadline = None  # a queued attempt's deadline is set when it starts
         if not state.attempts:
-            deadline = self._deadline(now)
-        self._attempts[attempt_id] = _Attempt(job_id, slot, deadline, now)
+            deadline = self._deadline(now, timeout)
+        self._attempts[attempt_id] = _Attempt(job_id, slot, deadline, now, timeout=timeout)
         state.idle = False
         state.attempts.append(attempt_id)
         self._sync_room(slot, state)
-        out.append(Launch(attempt_id, job_id, slot, job.launches))
+        out.append(Launch(attempt_id, job_id, slot, job.launches,
+                          timeout if self.adaptive is not None else None))
