@@ -100,6 +100,11 @@ def execute(journal: Journal, run_dir: str, run_id: str, runs_dir: str, inv: Inv
     sessions = {entry[0].name: new_session(entry) for entry in entries}
     for name in sessions:
         sched.add_host(name)  # (no-op for the hosts it was made with)
+    adaptive = config.adaptive_timeout
+    if adaptive is not None and not journal.db.execute(
+            "SELECT 1 FROM events WHERE kind = 'timeout' LIMIT 1").fetchone():
+        journal.event("timeout", f"{adaptive.ceiling:.3f}s (the ceiling, until 5 jobs"
+                                 " succeeded)")
     drained = (meta.get("fleet") or {}).get("drained") or []
     initial = [*initial, *(s.DrainHost(h) for h in drained if h in sessions)]
     master = Master(run_dir=run_dir, journal=journal, sessions=sessions, scheduler=sched,

@@ -116,6 +116,19 @@ def test_drain_and_add_mid_run_lose_nothing_and_run_nothing_twice(cluster, tmp_p
     finally:
         db.close()
     assert h3.address in hosts
+    # the report lists the changes and marks them on the timeline; the views name the states
+    from sshmr.record.journal import Journal
+    from sshmr.views.progress import figures, read_snapshot
+    from sshmr.views.report import write_report
+
+    html = Path(write_report(run_dir, tmp_path / "report.html")).read_text()
+    assert 'id="fleet-changes"' in html and "mark-drain" in html and "mark-host_added" in html
+    reader = Journal(str(run_dir), readonly=True)
+    try:
+        shown = {h.name: h.state for h in figures(read_snapshot(reader, held=False)).hosts}
+    finally:
+        reader.close()
+    assert shown[h0.address] == "drained", shown
     # the run is over: commands are refused in one line
     late = sshmr_cli("hosts", "undrain", h0.address, "--runs-dir", str(runs), cwd=tmp_path)
     assert late.returncode != 0 and "is not running" in late.stderr
