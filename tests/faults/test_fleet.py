@@ -49,10 +49,10 @@ def _run_dir(runs: Path) -> Path | None:
     return found[0] if found else None
 
 
-def _event_ts(run_dir: Path, kind: str, host: str) -> float:
+def _event_ts(run_dir: Path, kind: str, host: str | None) -> float:
     db = journal(run_dir)
     try:
-        rows = db.execute("SELECT ts FROM events WHERE kind = ? AND host = ?",
+        rows = db.execute("SELECT ts FROM events WHERE kind = ? AND host IS ?",
                           (kind, host)).fetchall()
     finally:
         db.close()
@@ -154,3 +154,26 @@ def _events(run_dir: Path, kind: str) -> int:
         return db.execute("SELECT COUNT(*) FROM events WHERE kind = ?", (kind,)).fetchone()[0]
     finally:
         db.close()
+
+
+def test_a_drained_host_stays_drained_after_resume(cluster, tmp_path):
+    """The master dies after a drain; ``sshmr resume`` keeps the host drained."""
+    import signal
+
+    h0 = cluster.hosts[0]
+    proc, effects, inv, runs, run_dir = _start(cluster, tmp_path, [0, 1])
+    try:
+        out = sshmr_cli("hosts", "drain", h0.address, "--runs-dir", str(runs), cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        wait_for(lambda: _succeeded(run_dir) >= 12, 90, "more jobs to succeed", 0.1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        stop_process(proc)
+    resumed = sshmr_cli("resume", "--runs-dir", str(runs), "-q", cwd=tmp_path, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr
+    result = result_of(run_dir)
+    by_job = assert_nothing_lost(result, 0, effects, cluster=cluster)
+    resumed_at = _event_ts(run_dir, "resumed", None)
+    after = [a for rows in by_job.values() for a in rows if a["dispatched"] > resumed_at]
+    assert after and all(a["host"] != h0.address for a in after), [a["host"] for a in after]
