@@ -19,6 +19,7 @@ from .engine import launch
 from .engine import scheduler as s
 from .engine.bundle import build_bundle
 from .engine.config import RunConfig
+from .engine.hostspec import fleet_entries
 from .engine.target import Code, code_of
 from .errors import ConfigError, InputError, RunError, TargetError
 from .executor import JobExecutor
@@ -130,6 +131,7 @@ def resume(
         code = Code(meta["code_module"], meta["code_class"], launch.load_code(run_dir))
         bundle = build_bundle(code, state=meta.get("code_state"))
         sessions_for = launch.host_transports(inv, config, meta.get("runs_dir", runs_dir))
+        sessions_for += fleet_entries(meta, config, {t.name for t, *_ in sessions_for})
         collect_open_attempts(journal, sessions_for, meta["run_id"], config.max_retries,
                               config.max_result_size, progress)
         if not meta.get("mapreduce") and not journal.db.execute(

@@ -1,4 +1,5 @@
-"""Commands about the hosts: ``hosts`` (preflight) and ``gc`` (remote leftovers)."""
+"""Commands about the hosts: ``hosts`` (preflight), ``hosts drain|undrain|add`` (a running
+run's hosts, see ``fleet``) and ``gc`` (remote leftovers)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,23 @@ import click
 from .app import RUNS_DIR, main
 
 
-@main.command("hosts")
-@click.option("-i", "--inventory", required=True, type=click.Path(dir_okay=False))
+@main.group("hosts", invoke_without_command=True)
+@click.option("-i", "--inventory", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--accept-new-hosts", is_flag=True)
-def hosts_cmd(inventory: str, as_json: bool, accept_new_hosts: bool) -> None:
-    """Preflight: reach each host, check python3, its CPUs, free disk and the workdir."""
+@click.pass_context
+def hosts_cmd(ctx: click.Context, inventory: str | None, as_json: bool,
+              accept_new_hosts: bool) -> None:
+    """Preflight: reach each host, check python3, its CPUs, free disk and the workdir.
+
+    With a subcommand, change the hosts of a running run: drain, undrain, add.
+    """
     from ..engine.preflight import check_hosts
+
+    if ctx.invoked_subcommand is not None:
+        return
+    if inventory is None:
+        raise click.UsageError("Missing option '-i' / '--inventory'.")
 
     reports = check_hosts(inventory, accept_new=accept_new_hosts)
     if as_json:

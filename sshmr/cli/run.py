@@ -29,7 +29,9 @@ class _RunCommand(click.Command):
 @click.argument("inputs", nargs=-1)
 @click.option("-i", "--inventory", type=click.Path(dir_okay=False),
               help="Host inventory (YAML). Absent: run locally, one slot per CPU.")
-@click.option("--timeout", type=float, help="Seconds one attempt may run.")
+@click.option("--timeout", help="Seconds one attempt may run, or PCT%[:FLOOR[:CEILING]]:"
+                                " PCT% of the median runtime of the jobs that succeeded so far"
+                                " (e.g. 300% or 300%:10s:1h; floor 1s, ceiling max_living).")
 @click.option("--max-retries", type=int, help="Re-runs after a failure (0: never run twice).")
 @click.option("--max-living", type=float, help="Seconds a worker process lives at most.")
 @click.option("--slots", type=int, help="Worker slots per host (overrides the inventory).")
@@ -56,14 +58,18 @@ class _RunCommand(click.Command):
 @click.option("--overwrite", is_flag=True, help="MapReduce: replace an existing --output.")
 @click.option("--max-result-size", help="A larger result fails its attempt and is not fetched"
                                         " (default 1G).")
-def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, timeout: float | None,
+@click.option("--watch-inventory", is_flag=True,
+              help="Re-read the inventory when it changes: new hosts join, removed hosts"
+                   " drain; a broken edit is ignored with a warning.")
+def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, timeout: str | None,
             max_retries: int | None, max_living: float | None, slots: int | None,
             split: str | None, partitioner: str | None, seed: int | None,
             halt_on_failures: str | None, speculate: float | None, runs_dir: str,
             as_json: bool, quiet: bool,
             accept_new_hosts: bool, report_path: str | None = None, output: str | None = None,
             reducers: int | None = None, sort_memory: str | None = None,
-            overwrite: bool = False, max_result_size: str | None = None) -> None:
+            overwrite: bool = False, max_result_size: str | None = None,
+            watch_inventory: bool = False) -> None:
     """Run TARGET (file.py:Class or package.module:Class) on the jobs cut from INPUTS.
 
     Each input line is one job unless --split or --partitioner says otherwise; no INPUTS
@@ -110,7 +116,8 @@ def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, timeout
             halt_on_failures=parse_halt(halt_on_failures), speculate=speculate,
             output=output, reducers=reducers, sort_memory=_size(sort_memory, "--sort-memory"),
             overwrite=overwrite or None,
-            max_result_size=_size(max_result_size, "--max-result-size"))
+            max_result_size=_size(max_result_size, "--max-result-size"),
+            watch_inventory=watch_inventory or None)
     if report_path:
         _write_report(result.run_dir, report_path, quiet)
     _report(result, as_json, quiet)

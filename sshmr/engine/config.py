@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from .timeouts import Adaptive, parse_timeout
 
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_MAX_LIVING = 6 * 3600.0
@@ -21,7 +22,9 @@ DEFAULT_MAX_RESULT_SIZE = 1 << 30
 class RunConfig:
     """Every knob of a run, with its default. Times are seconds."""
 
-    timeout: float | None = None  # per attempt; None: bounded only by max_living
+    # per attempt: seconds, or "PCT%[:FLOOR[:CEILING]]" (adaptive, see ``engine.timeouts``);
+    # None: bounded only by max_living
+    timeout: float | str | None = None
     max_retries: int = DEFAULT_MAX_RETRIES  # 0: a job is never launched twice
     max_living: float = DEFAULT_MAX_LIVING  # a worker process retires after this long
     slots: int | None = None  # per host; overrides the inventory (local: cpu count)
@@ -39,15 +42,19 @@ class RunConfig:
     halt_on_failures: int | float | None = None  # int count, or float fraction of jobs
     speculate: float | None = None  # copy a straggler at this multiple of the median runtime
     prefetch: int = 2  # jobs queued at a host behind each busy slot (none with max_retries 0)
+    watch_inventory: bool = False  # re-read the inventory when it changes: hosts join, drain
 
     def __post_init__(self) -> None:
-        if self.timeout is not None and self.timeout <= 0:
+        fixed, _ = parse_timeout(self.timeout, self.max_living)  # a one-line error if bad
+        if fixed is not None:  # "300" or "5m": seconds
+            object.__setattr__(self, "timeout", fixed)
+        if fixed is not None and fixed <= 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout}")
         if self.max_retries < 0:
             raise ConfigError(f"max_retries must be >= 0, got {self.max_retries}")
         if self.max_living <= 0:
             raise ConfigError(f"max_living must be > 0 seconds, got {self.max_living}")
-        if self.timeout is not None and self.timeout > self.max_living:
+        if fixed is not None and fixed > self.max_living:
             raise ConfigError(f"timeout ({self.timeout}s) is longer than max_living "
                               f"({self.max_living}s): no worker could finish such a job")
         if self.speculate is not None and self.max_retries == 0:
@@ -64,6 +71,21 @@ class RunConfig:
         if self.prefetch < 0:
             raise ConfigError(f"prefetch must be >= 0 (jobs queued per busy slot), got"
                               f" {self.prefetch}")
+
+    @property
+    def fixed_timeout(self) -> float | None:
+        """The timeout in seconds; None when there is none or it is adaptive."""
+        return parse_timeout(self.timeout, self.max_living)[0]
+
+    @property
+    def adaptive_timeout(self) -> Adaptive | None:
+        return parse_timeout(self.timeout, self.max_living)[1]
+
+    @property
+    def longest_timeout(self) -> float | None:
+        """The longest an attempt may be given: the fixed timeout or the adaptive ceiling."""
+        fixed, adaptive = parse_timeout(self.timeout, self.max_living)
+        return adaptive.ceiling if adaptive is not None else fixed
 
     @classmethod
     def build(cls, executor: Any = None, **overrides: Any) -> RunConfig:

@@ -31,6 +31,7 @@ from .bundle import Bundle
 from .config import RunConfig
 from .diskspace import local_disk_full, runs_dir_full
 from .hostsession import HostSession
+from .hostspec import fleet_entries
 from .master import Master
 from .target import Code
 
@@ -40,7 +41,8 @@ HostEntry = tuple[Transport, str, str, "int | None"]  # transport, python, workd
 def make_scheduler(config: RunConfig, hosts: list[str],
                    first_attempt_id: int = 1) -> s.Scheduler:
     return s.Scheduler(
-        hosts, max_retries=config.max_retries, timeout=config.timeout,
+        hosts, max_retries=config.max_retries, timeout=config.fixed_timeout,
+        adaptive=adaptive.as_tuple() if (adaptive := config.adaptive_timeout) else None,
         attempt_limit=config.max_living + config.kill_grace,
         deadline_grace=config.kill_grace + config.host_silence, seed=config.seed,
         quarantine_after=config.quarantine_after, halt_on_failures=config.halt_on_failures,
@@ -86,13 +88,28 @@ def execute(journal: Journal, run_dir: str, run_id: str, runs_dir: str, inv: Inv
                     "inline_limit": config.inline_limit}
     if result_key is not None:  # HostSession sends it over the channel, not in argv
         agent_config["result_key"] = result_key
-    sessions = {
-        t.name: HostSession(t, python=python, workdir=workdir, slots=slots, run_id=run_id,
-                            bundle=bundle, agent_config=agent_config, events=events)
-        for t, python, workdir, slots in transports or host_transports(inv, config, runs_dir)
-    }
+
+    def new_session(entry: HostEntry) -> HostSession:
+        t, python, workdir, slots = entry
+        return HostSession(t, python=python, workdir=workdir, slots=slots, run_id=run_id,
+                           bundle=bundle, agent_config=agent_config, events=events)
+
+    entries = list(transports or host_transports(inv, config, runs_dir))
+    meta = journal.meta()
+    entries += fleet_entries(meta, config, {t.name for t, *_ in entries})  # added mid-run
+    sessions = {entry[0].name: new_session(entry) for entry in entries}
+    for name in sessions:
+        sched.add_host(name)  # (no-op for the hosts it was made with)
+    adaptive = config.adaptive_timeout
+    if adaptive is not None and not journal.db.execute(
+            "SELECT 1 FROM events WHERE kind = 'timeout' LIMIT 1").fetchone():
+        journal.event("timeout", f"{adaptive.ceiling:.3f}s (the ceiling, until 5 jobs"
+                                 " succeeded)")
+    drained = (meta.get("fleet") or {}).get("drained") or []
+    initial = [*initial, *(s.DrainHost(h) for h in drained if h in sessions)]
     master = Master(run_dir=run_dir, journal=journal, sessions=sessions, scheduler=sched,
-                    config=config, events=events, progress=progress, result_key=result_key)
+                    config=config, events=events, progress=progress, result_key=result_key,
+                    new_session=new_session, inventory_path=inv.path if inv else None)
     finished = _drive(master, journal, initial)
     if finished.state == "no_hosts" and master.host_errors:
         finished = s.Finished(finished.state, "no host usable: " + "; ".join(

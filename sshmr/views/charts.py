@@ -123,8 +123,10 @@ def span(a: Any, now: float) -> tuple[float, float]:
     return t0, max(a["ended"] or now, t0)
 
 
-def timeline(attempts: Sequence[Any], hosts: Sequence[str], now: float) -> dict[str, Any]:
-    """Lanes (one per host slot seen) and their bars; ``attempts`` are journal rows."""
+def timeline(attempts: Sequence[Any], hosts: Sequence[str], now: float,
+             marks: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """Lanes (one per host slot seen) and their bars; ``attempts`` are journal rows;
+    ``marks`` (``ts``, ``what``, ``host``) are drawn as vertical lines (host changes)."""
     spans = {a["id"]: span(a, now) for a in attempts}
     start = min((t0 for t0, _ in spans.values()), default=now)
     end = max((t1 for _, t1 in spans.values()), default=now)
@@ -162,7 +164,11 @@ def timeline(attempts: Sequence[Any], hosts: Sequence[str], now: float) -> dict[
         for b, counts in sorted(buckets.items()):
             bars.extend(_stack(b, counts, y, start, scale))
     height = AXIS_H + len(keys) * LANE_H + 4
-    return {"lanes": lanes, "bars": bars, "width": LABEL_W + PLOT_W + 10, "height": height,
+    drawn = [{"x": round(min(max((m["ts"] - start) * scale, 0.0), PLOT_W), 2),
+              "cls": m["kind"], "title": f"{m['host']} {m['what']} at "
+              f"{fmt_seconds(m['ts'] - start)}"} for m in marks]
+    return {"lanes": lanes, "bars": bars, "marks": drawn, "width": LABEL_W + PLOT_W + 10,
+            "height": height,
             "plot_x": LABEL_W, "plot_w": PLOT_W, "host_label_w": HOST_LABEL_W,
             "ticks": _ticks(span_s, PLOT_W), "aggregated_lanes": aggregated,
             "legend": OUTCOMES, "bucket_px": BUCKET_PX}

@@ -40,7 +40,8 @@ MAX_HOST_ROWS = 16
 MAX_LINES_PER_FRAME = 20
 STATE_STYLE = {"up": "green", "down": "yellow", "failed": "red", "quarantined": "magenta",
                "running": "cyan", "done": "green", "halted": "red", "cancelled": "yellow",
-               "no_hosts": "red", "interrupted": "red"}
+               "no_hosts": "red", "interrupted": "red", "draining": "yellow", "drained": "dim",
+               "joining": "cyan", "joined": "green"}
 
 
 def _duration(seconds: float | None) -> str:

@@ -39,7 +39,7 @@ class Snapshot:
 @dataclass(frozen=True)
 class HostFigures:
     name: str
-    state: str  # up, down, failed, quarantined
+    state: str  # up, down, failed, quarantined, draining, drained, joining, joined
     slots: int | None
     busy: int
     done: int
@@ -149,8 +149,10 @@ def figures(snap: Snapshot) -> Figures:
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = None if left else 0.0
     hosts = []
+    fleet = meta.get("fleet") or {}
     for row in snap.hosts:
         busy, ok, failed, mean = snap.per_host.get(row["name"], (0, 0, 0, None))
+        row = dict(row, state=host_state(row["name"], row["state"], busy or 0, fleet))
         error = row.get("error") or snap.host_last_error.get(row["name"])
         if error and error.startswith(f"{row['name']}: "):
             error = error[len(row["name"]) + 2:]  # the row already names the host
@@ -168,6 +170,16 @@ def figures(snap: Snapshot) -> Figures:
         attempts=snap.attempts, elapsed_s=max(elapsed, 0.0), jobs_per_s=rate, eta_s=eta,
         hosts=hosts, failures=failures, message=str(meta.get("message") or ""),
         mapreduce=snap.mapreduce)
+
+
+def host_state(name: str, state: str, busy: int, fleet: dict[str, Any]) -> str:
+    """A host's state as shown: ``draining`` (drained, still running jobs), ``drained``,
+    ``joined`` (added mid-run, up) or ``joining``; else the journal's (up, down, ...)."""
+    if name in (fleet.get("drained") or ()) and state not in ("failed", "quarantined"):
+        return "draining" if busy else "drained"
+    if name in (fleet.get("added") or {}) and state == "up":
+        return "joined"
+    return state
 
 
 def status_info(fig: Figures, hosts: list[dict[str, Any]]) -> dict[str, Any]:

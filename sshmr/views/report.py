@@ -24,6 +24,8 @@ from ..record.journal import Journal
 from ..record.results import decode_input
 from ..record.runs import run_state
 from . import charts as charts
+from .changes import fleet_changes, timeout_changes
+from .progress import host_state
 
 TEMPLATE = "report.html.j2"
 MAX_FAILED_SHOWN = 200  # failed/unknown jobs detailed in full; the rest are counted
@@ -107,6 +109,7 @@ def build_model(journal: Journal, run_dir: str, now: float | None = None) -> dic
     median = statistics.median(durations) if durations else None
     factor = config.get("speculate") or STRAGGLER_FACTOR
     straggler_at = median * factor if median else None
+    fleet = fleet_changes(journal, created)
     return {
         "run_id": meta.get("run_id", os.path.basename(run_dir)),
         "target": meta.get("target", ""),
@@ -120,8 +123,11 @@ def build_model(journal: Journal, run_dir: str, now: float | None = None) -> dic
         "counts": counts,
         "attempt_count": len(attempts),
         "policies": _policies(config, meta),
-        "hosts": _hosts(host_rows, attempts),
-        "timeline": charts.timeline(attempts, host_names, now),
+        "hosts": _hosts(host_rows, attempts, meta.get("fleet") or {}),
+        "timeline": charts.timeline(attempts, host_names, now,
+                                    [m for m in fleet if m["host"]]),
+        "fleet": fleet,
+        "timeouts": timeout_changes(journal, created),
         "histogram": charts.histogram(durations, straggler_at),
         "straggler": {"factor": factor, "at": straggler_at, "median": median,
                       "count": sum(1 for d in durations if straggler_at and d > straggler_at),
@@ -145,8 +151,13 @@ def _policies(config: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, s
         halt = f"{halt * 100:g}% of jobs"
     speculate = config.get("speculate")
     max_retries = config.get("max_retries")
+    timeout = config.get("timeout")
+    if isinstance(timeout, str):
+        timeout = f"{timeout} (adaptive: PCT% of the median runtime[:FLOOR[:CEILING]])"
+    elif timeout:
+        timeout = charts.fmt_seconds(timeout)
     return [
-        ("timeout", charts.fmt_seconds(config["timeout"]) if config.get("timeout") else "none"),
+        ("timeout", timeout or "none"),
         ("max_retries", f"{max_retries}" + (" (at most once)" if max_retries == 0 else "")),
         ("max_living", charts.fmt_seconds(config.get("max_living"))),
         ("halt on failures", str(halt) if halt is not None else "off"),
@@ -156,7 +167,8 @@ def _policies(config: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, s
     ]
 
 
-def _hosts(rows: list[dict[str, Any]], attempts: list[Any]) -> list[dict[str, Any]]:
+def _hosts(rows: list[dict[str, Any]], attempts: list[Any],
+           fleet: dict[str, Any]) -> list[dict[str, Any]]:
     per: dict[str, list[Any]] = defaultdict(list)
     for a in attempts:
         per[a["host"]].append(a)
@@ -169,8 +181,10 @@ def _hosts(rows: list[dict[str, Any]], attempts: list[Any]) -> list[dict[str, An
         failed = [a for a in mine if a["state"] == "FAILED"]
         last = max(failed, key=lambda a: a["id"], default=None)
         row = known.get(name, {})
+        busy = sum(1 for a in mine if a["state"] in ("DISPATCHED", "RUNNING"))
         out.append({
-            "name": name, "state": row.get("state", "?"), "slots": row.get("slots"),
+            "name": name, "state": host_state(name, row.get("state", "?"), busy, fleet),
+            "slots": row.get("slots"),
             "attempts": len(mine), "succeeded": len(ok), "failed": len(failed),
             "mean": statistics.fmean(ok) if ok else None, "p50": charts.percentile(ok, 50),
             "p95": charts.percentile(ok, 95),

@@ -87,3 +87,31 @@ def test_timeout_kills_term_ignoring_workers_children_and_grandchildren(cluster,
     # nothing the timed-out jobs started is still running
     assert len(list(effects.glob("*.pids"))) == 2
     assert survivors(effects) == []
+
+
+def test_adaptive_timeout_kills_a_hung_job_at_about_three_times_the_median(cluster, tmp_path):
+    """``timeout="300%:1s:30s"``: the hung job (started after 7 others succeeded) is killed
+    at about 3x their median runtime, far below the 30 s ceiling."""
+    import statistics
+
+    from checks import events_of
+
+    effects = tmp_path / "effects"
+    effects.mkdir()
+    inv = write_inventory(cluster, tmp_path / "inv.yaml", hosts=[0], slots=2)
+    items = [{"k": f"quick{i}", "d": str(effects), "sleep": 1.0} for i in range(8)]
+    items.append({"k": "hung", "d": str(effects), "sleep": 60})
+    result = sshmr.run(Fault(), items, inventory=str(inv), runs_dir=str(tmp_path / "runs"),
+                       timeout="300%:1s:30s", max_retries=0, **FAST)
+
+    by_job = assert_nothing_lost(result, 0, effects, cluster=cluster)
+    assert [j.state for j in result.jobs] == [JobState.SUCCEEDED] * 8 + [JobState.FAILED]
+    (hung,) = by_job[9]
+    assert hung["reason"] == "timeout"
+    ok = [a["ended"] - a["started"] for rows in list(by_job.values())[:8] for a in rows]
+    median = statistics.median(ok)
+    ran = hung["ended"] - hung["started"]
+    changes = [e["message"] for e in events_of(result.run_dir, "timeout")]
+    print(f"\nmedian {median:.2f}s; hung job killed after {ran:.2f}s; timeouts: {changes}")
+    assert changes[0].startswith("30.000s") and len(changes) >= 2  # the ceiling, then 3x
+    assert 2.0 * median < ran < 3.0 * median + 3.0, (median, ran)

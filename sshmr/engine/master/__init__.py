@@ -7,9 +7,10 @@ sends heartbeats, notices silent hosts, reconnects lost ones, flushes the journa
 tells hosts which attempt directories they may drop (only after the flush that committed
 them).
 
-The master is one class written in four files: ``state`` (what it holds), ``inbound``
+The master is one class written in five files: ``state`` (what it holds), ``inbound``
 (what hosts say becomes scheduler events), ``actions`` (the scheduler's actions carried
-out); this module is the loop, its timers and the shutdown.
+out), ``commands`` (hosts drained, undrained and added while it runs); this module is the
+loop, its timers and the shutdown.
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ from .. import scheduler as s
 from ..diskspace import local_disk_full, runs_dir_full
 from ..hostsession import HostSession
 from .actions import Actions
+from .commands import Commands
 from .inbound import Inbound
 from .state import LATE_RECHECK
 
 __all__ = ["LATE_RECHECK", "Master"]
 
 
-class Master(Inbound, Actions):
+class Master(Inbound, Actions, Commands):
     def run(self, initial: list[object]) -> s.Finished:
         old = self._install_signals()
         try:
@@ -126,13 +128,15 @@ class Master(Inbound, Actions):
                     # The lost agent ends its jobs by their timeout or max_living (its own
                     # clocks), so any result it commits is on disk by then: look until
                     # then, and once after.
-                    life = min(self.cfg.timeout or self.cfg.max_living, self.cfg.max_living)
+                    life = min(self.cfg.longest_timeout or self.cfg.max_living,
+                               self.cfg.max_living)
                     until = self.late_until.setdefault(host, now + life + self.cfg.kill_grace)
                     self._look_for_late(self.sessions[host], last=now >= until)
         if now - last["cancel"] >= 0.25:
             last["cancel"] = now
             if self.interrupts or os.path.exists(os.path.join(self.run_dir, "cancel")):
                 events.append(s.CancelRequested("cancelled"))
+        events += self._fleet_changes(now)
         if events:
             self._apply(self.sched.handle(now, *events))
         if self.journal.dirty and now - last["flush"] >= 0.05:

@@ -54,8 +54,9 @@ class Actions(MasterState):
         self._launched = True  # _apply flushes the step's dispatches before it sends them
         payload = self.journal.payload(a.job_id)
         mark = job_mark(self.dispatch_key, a.attempt_id, a.job_id)  # see collect: adopting
+        timeout = self._timeout_json if a.timeout is None else json.dumps(round(a.timeout, 3))
         head = (f'{{"t":"run","slot":{index},"a":{a.attempt_id},"j":{a.job_id},"js":"{mark}",'
-                f'"timeout":{self._timeout_json},"sync":{self._sync}')
+                f'"timeout":{timeout},"sync":{self._sync}')
         if len(payload) <= self.cfg.inline_limit and not payload.startswith(FILE_PAYLOAD):
             self._send(session, f"{head},\"p\":{payload}}}\n".encode())
             return
@@ -148,6 +149,10 @@ class Actions(MasterState):
         self.journal.event("quarantined", a.reason, host=a.host)
         self._say_host(a.host, "quarantined",
                        f"host {a.host} quarantined: {a.reason} {error}".rstrip())
+
+    def _do_TimeoutChanged(self, a: s.TimeoutChanged) -> None:
+        median = "" if a.median is None else f" (median runtime {a.median:.3f}s)"
+        self.journal.event("timeout", f"{a.seconds:.3f}s{median}")
 
     def _do_Finished(self, a: s.Finished) -> None:
         self.finished = a

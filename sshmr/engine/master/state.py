@@ -40,7 +40,9 @@ class MasterState:
     def __init__(self, *, run_dir: str, journal: Journal, sessions: dict[str, HostSession],
                  scheduler: s.Scheduler, config: RunConfig, events: queue.SimpleQueue,
                  progress: Callable[[str], None] | None = None,
-                 result_key: bytes | None = None) -> None:
+                 result_key: bytes | None = None,
+                 new_session: Callable[[Any], HostSession] | None = None,
+                 inventory_path: str | None = None) -> None:
         self.run_dir = run_dir
         self.result_key = result_key  # function runs: pickled results must carry its HMAC
         self.journal = journal
@@ -62,9 +64,13 @@ class MasterState:
         self.late_until: dict[str, float] = {}  # host -> when no more late result can come
         self._host_said: dict[str, str] = {}  # the host state last told to ``progress``
         self.finished: s.Finished | None = None
+        self.new_session = new_session  # a session for a host that joins (see ``commands``)
+        self.inventory_path = inventory_path  # --watch-inventory re-reads it
+        self._inv_seen: tuple[Any, str | None] = (None, None)  # (mtime, size), sha256
+        self._inv_warned: str | None = None
         self.interrupts = 0
         self._looping = False  # a second Ctrl-C forces only while the loop runs
-        self._timeout_json = json.dumps(config.timeout)
+        self._timeout_json = json.dumps(config.fixed_timeout)
         self._sync = "true" if config.max_retries == 0 else "false"
         meta = journal.meta() if journal is not None else {}
         self.dispatch_key = bytes.fromhex(meta.get("dispatch_key", ""))  # see wire.job_mark

@@ -6,13 +6,16 @@ here so callers write ``from sshmr.engine import scheduler as s`` and ``s.Launch
 
 from .core import Scheduler
 from .events import (
+    AddHost,
     AttemptEnded,
     AttemptFailed,
     AttemptStarted,
     AttemptSucceeded,
     CancelRequested,
     Commit,
+    ConnectHost,
     Discard,
+    DrainHost,
     Finished,
     GiveUp,
     HostDown,
@@ -29,6 +32,8 @@ from .events import (
     SlotUp,
     StartSlot,
     Tick,
+    TimeoutChanged,
+    UndrainHost,
 )
 
 __all__ = [
@@ -36,4 +41,5 @@ __all__ = [
     "CancelRequested", "Commit", "Discard", "Finished", "GiveUp", "HostDown", "HostUp",
     "JobsAdded", "Kill", "LateResult", "Launch", "QuarantineHost", "ReconnectHost",
     "RetireSlot", "Slot", "SlotDown", "SlotUp", "StartSlot", "Tick",
+    "AddHost", "ConnectHost", "DrainHost", "TimeoutChanged", "UndrainHost",
 ]

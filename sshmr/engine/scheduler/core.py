@@ -49,11 +49,12 @@ from .events import (
     Tick,
 )
 from .failures import Failures
+from .fleet import Fleet
 from .late import LateAndSpeculative
 from .state import _Job, _SlotState
 
 
-class Scheduler(LateAndSpeculative, Failures):
+class Scheduler(Fleet, LateAndSpeculative, Failures):
     """Events in, actions out. See the module docstring."""
 
     def handle(self, now: float, *events: object) -> list[object]:
@@ -62,6 +63,7 @@ class Scheduler(LateAndSpeculative, Failures):
         for event in events:
             handler = getattr(self, "_on_" + type(event).__name__)
             handler(now, event, out)
+        self._flush_retirements(out)
         if self._stopping is None:
             self._dispatch(now, out)
         self._check_finished(out)
@@ -83,7 +85,7 @@ class Scheduler(LateAndSpeculative, Failures):
         host.heard = True
         host.n_slots = ev.slots
         host.reconnects = 0
-        if not host.quarantined:
+        if not host.quarantined and not host.drained:
             out.extend(StartSlot((ev.host, i)) for i in range(host.n_slots))
 
     def _on_HostDown(self, now: float, ev: HostDown, out: list) -> None:
@@ -92,6 +94,7 @@ class Scheduler(LateAndSpeculative, Failures):
         host.heard = True
         for slot in [s for s in self._slots if s[0] == ev.host]:
             self._slot_gone(slot, Reason.HOST_LOST, out)
+        self._retiring -= {s for s in self._retiring if s[0] == ev.host}  # gone with it
         low, high = self.reconnect_backoff
         delay = min(high, low * (2 ** host.reconnects))
         host.reconnects += 1
@@ -105,10 +108,15 @@ class Scheduler(LateAndSpeculative, Failures):
         host = self._hosts[ev.slot[0]]
         if not host.up or host.quarantined:  # a worker started before the quarantine
             return
+        if host.drained:  # started before the drain
+            self._retire(ev.slot, out)
+            return
         self._slots[ev.slot] = _SlotState(idle=True, expires_at=ev.expires_at)
         self._free.append(ev.slot)
 
     def _on_SlotDown(self, now: float, ev: SlotDown, out: list) -> None:
+        if self._retired(ev.slot, out):  # a drain retired it
+            return
         if ev.slot in self._slots:
             self._slot_gone(ev.slot, Reason.WORKER_DIED, out)
         elif not ev.failed_start:  # gone already (with its host)
@@ -117,7 +125,7 @@ class Scheduler(LateAndSpeculative, Failures):
         host = self._hosts[ev.slot[0]]
         if ev.failed_start:
             self._host_failed(ev.slot[0], out)
-        if host.up and not host.quarantined and self._stopping is None:
+        if host.up and not host.quarantined and not host.drained and self._stopping is None:
             out.append(StartSlot(ev.slot))
 
     def _on_AttemptStarted(self, now: float, ev: AttemptStarted, out: list) -> None:
@@ -128,7 +136,7 @@ class Scheduler(LateAndSpeculative, Failures):
             return
         att.started = True
         att.launched = now
-        att.deadline = self._deadline(now)
+        att.deadline = self._deadline(now, att.timeout)
 
     def _on_AttemptSucceeded(self, now: float, ev: AttemptSucceeded, out: list) -> None:
         att = self._attempts.get(ev.attempt_id)
@@ -142,6 +150,7 @@ class Scheduler(LateAndSpeculative, Failures):
         took = now - att.launched
         self._durations.append(took)
         self._typical = took if self._typical is None else 0.9 * self._typical + 0.1 * took
+        self._adapt(out)
         if job.state.final:
             out.append(Discard(ev.attempt_id, att.job_id))
             return
@@ -162,7 +171,7 @@ class Scheduler(LateAndSpeculative, Failures):
     def _on_Tick(self, now: float, ev: Tick, out: list) -> None:
         for attempt_id, att in list(self._attempts.items()):
             if not att.done and att.deadline is not None and now >= att.deadline:
-                reason = Reason.TIMEOUT if self.timeout is not None else Reason.MAX_LIVING
+                reason = Reason.TIMEOUT if att.timeout is not None else Reason.MAX_LIVING
                 out.append(Kill(attempt_id, att.slot, reason))
                 self._end_attempt(attempt_id, att, slot_alive=False)
                 self._attempt_failed(attempt_id, att, reason, out)

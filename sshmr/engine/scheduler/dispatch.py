@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from ...jobs import JobState
 from .events import Launch, RetireSlot, Slot
-from .state import SchedulerState, _Attempt, _SlotState
+from .state import _Attempt, _SlotState
+from .timeouts import Timeouts
 
 # How many retries waiting for another host dispatch looks past to find a job that may go
 # now (they keep their place at the front of the queue).
 WAIT_SCAN = 64
 
 
-class Dispatch(SchedulerState):
+class Dispatch(Timeouts):
     """Where jobs go."""
 
     def _dispatch(self, now: float, out: list) -> None:
@@ -68,11 +69,12 @@ class Dispatch(SchedulerState):
         return None
 
     def _better_elsewhere(self, avoid: set[str], pool: list[Slot]) -> bool:
-        """Every slot of ``pool`` is on a host in ``avoid``, and a host outside it is up."""
+        """Every slot of ``pool`` is on a host in ``avoid``, and a host outside it is up
+        (and neither quarantined nor drained)."""
         if any(slot[0] not in avoid for slot in pool):
             return False
         return any(
-            h.up and not (h.quarantined or h.dead)
+            h.up and not (h.quarantined or h.dead or h.drained)
             for name, h in self._hosts.items() if name not in avoid
         )
 
@@ -90,7 +92,7 @@ class Dispatch(SchedulerState):
         return not self._all_heard
 
     def _fits(self, now: float, state: _SlotState) -> bool:
-        needed = self.timeout if self.timeout is not None else 0.0
+        needed = self.current_timeout() or 0.0
         return now + needed < state.expires_at
 
     def _pick_slot(self, avoid: set[str]) -> Slot:
@@ -117,11 +119,13 @@ class Dispatch(SchedulerState):
         job.launches += 1
         job.state = JobState.RUNNING
         job.running.add(attempt_id)
+        timeout = self.current_timeout()
         deadline = None  # a queued attempt's deadline is set when it starts
         if not state.attempts:
-            deadline = self._deadline(now)
-        self._attempts[attempt_id] = _Attempt(job_id, slot, deadline, now)
+            deadline = self._deadline(now, timeout)
+        self._attempts[attempt_id] = _Attempt(job_id, slot, deadline, now, timeout=timeout)
         state.idle = False
         state.attempts.append(attempt_id)
         self._sync_room(slot, state)
-        out.append(Launch(attempt_id, job_id, slot, job.launches))
+        out.append(Launch(attempt_id, job_id, slot, job.launches,
+                          timeout if self.adaptive is not None else None))

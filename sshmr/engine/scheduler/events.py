@@ -78,6 +78,21 @@ class CancelRequested:
     reason: str = "cancelled"
 
 
+@dataclass(slots=True, frozen=True)
+class DrainHost:
+    host: str  # running attempts finish; nothing new goes to it; its idle workers retire
+
+
+@dataclass(slots=True, frozen=True)
+class UndrainHost:
+    host: str
+
+
+@dataclass(slots=True, frozen=True)
+class AddHost:
+    host: str  # a host joins the run (the master has a session for it); a drained one undrains
+
+
 # --------------------------------------------------------------------------- actions
 
 
@@ -87,6 +102,7 @@ class Launch:
     job_id: int
     slot: Slot
     number: int  # 1 for the first launch of the job, 2 for its first retry, ...
+    timeout: float | None = None  # adaptive timeouts: the one this attempt runs with
 
 
 @dataclass(slots=True, frozen=True)
@@ -145,6 +161,17 @@ class ReconnectHost:
 class QuarantineHost:
     host: str
     reason: str
+
+
+@dataclass(slots=True, frozen=True)
+class ConnectHost:
+    host: str  # a host that joined: connect to it
+
+
+@dataclass(slots=True, frozen=True)
+class TimeoutChanged:
+    seconds: float  # the adaptive timeout's new value (see ``timeouts``)
+    median: float | None  # the median runtime it follows (None: too few successes yet)
 
 
 @dataclass(slots=True, frozen=True)

@@ -29,6 +29,7 @@ class _Attempt:
     launched: float = 0.0  # dispatched; then when it started
     done: bool = False
     started: bool = False  # the agent reported it started
+    timeout: float | None = None  # the timeout it runs with (None: only the attempt limit)
 
 
 @dataclass(slots=True)
@@ -48,7 +49,7 @@ class _Host:
     fail_streak: int = 0
     reconnects: int = 0
     heard: bool = False  # it came up or failed at least once (not still connecting)
-
+    drained: bool = False  # nothing new goes to it (see ``fleet``)
 
 
 class SchedulerState:
@@ -60,6 +61,7 @@ class SchedulerState:
         *,
         max_retries: int = 3,
         timeout: float | None = None,
+        adaptive: tuple[float, float, float] | None = None,
         attempt_limit: float | None = None,
         deadline_grace: float = 5.0,
         seed: int | None = None,
@@ -81,6 +83,10 @@ class SchedulerState:
         self.prefetch_below = prefetch_below  # None: whatever the jobs' durations
         self._typical: float | None = None  # moving average of successful durations
         self.timeout = timeout
+        # (factor, floor, ceiling): the timeout follows factor x the median runtime
+        self.adaptive = adaptive
+        self._adaptive_now: float | None = None  # its current value (see ``timeouts``)
+        self._adaptive_reported = adaptive[2] if adaptive else 0.0  # last TimeoutChanged
         # Without a timeout an attempt may still run no longer than this (its worker's
         # max_living): a host that ignores max_living is timed out here.
         self.attempt_limit = attempt_limit
@@ -95,6 +101,8 @@ class SchedulerState:
         self._durations: deque[float] = deque(maxlen=1000)  # of successful attempts
         self._rng = random.Random(seed)
         self._hosts = {name: _Host() for name in hosts}
+        self._retiring: set[Slot] = set()  # slots of drained hosts whose workers retire
+        self._retire_later: list[Slot] = []  # emptied busy slots of drained hosts
         self._slots: dict[Slot, _SlotState] = {}
         self._free: list[Slot] = []
         self._room: list[Slot] = []  # busy slots that may take a prefetched attempt
@@ -123,9 +131,10 @@ class SchedulerState:
     def pending(self) -> int:
         return len(self._pending)
 
-    def _deadline(self, start: float) -> float | None:
-        """When an attempt that starts at ``start`` is timed out (None: never)."""
-        limit = self.timeout if self.timeout is not None else self.attempt_limit
+    def _deadline(self, start: float, timeout: float | None) -> float | None:
+        """When an attempt with ``timeout`` that starts at ``start`` is timed out (None:
+        never)."""
+        limit = timeout if timeout is not None else self.attempt_limit
         return None if limit is None else start + limit + self.deadline_grace
 
     def next_deadline(self) -> float | None:
@@ -152,10 +161,14 @@ class SchedulerState:
             elif head and state.attempts:  # the agent starts the next one now
                 nxt = self._attempts[state.attempts[0]]
                 if nxt.deadline is None:
-                    nxt.deadline = self._deadline(self._now)
+                    nxt.deadline = self._deadline(self._now, nxt.timeout)
             if not state.dying and not state.attempts:
-                if self._hosts[att.slot[0]].quarantined:
+                host = self._hosts[att.slot[0]]
+                if host.quarantined:
                     del self._slots[att.slot]
+                elif host.drained:  # its last attempt ended: the worker retires
+                    del self._slots[att.slot]
+                    self._retire_later.append(att.slot)
                 else:
                     state.idle = True
                     self._free.append(att.slot)
@@ -169,8 +182,9 @@ class SchedulerState:
         out.append(GiveUp(job_id, state, reason))
 
     def _sync_room(self, slot: Slot, state: _SlotState) -> None:
+        host = self._hosts[slot[0]]
         if (0 < len(state.attempts) <= self.prefetch and not state.dying
-                and not self._hosts[slot[0]].quarantined):
+                and not host.quarantined and not host.drained):
             if slot not in self._room_at:
                 self._room_at[slot] = len(self._room)
                 self._room.append(slot)
