@@ -69,7 +69,8 @@ def record_run(journal: Journal, run_id: str, runs_dir: str, code: Code, bundle:
     journal.set_meta(run_id=run_id, created=time.time(), state="running", pid=os.getpid(),
                      target=f"{code.module}:{code.cls_name}", code_module=code.module,
                      code_class=code.cls_name, code_state=bundle.state, config=asdict(config),
-                     inventory=inv.path if inv else None, runs_dir=os.path.abspath(runs_dir),
+                     inventory=inv.path if inv and inv.kind != "ssh_config" else None,
+                     host_pattern=inv.pattern if inv else None, runs_dir=os.path.abspath(runs_dir),
                      dispatch_key=secrets.token_hex(16), **meta)
 
 
