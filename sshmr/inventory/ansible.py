@@ -69,6 +69,7 @@ class Source:
         self.groups: dict[str, Group] = {"all": Group("all", 1), "ungrouped": Group("ungrouped", 1)}
         self.host_vars: dict[str, dict[str, Var]] = {}  # in order of first appearance
         self.host_lines: dict[str, int] = {}
+        self.flat: dict[str, set[str]] = {}  # group -> its hosts and its children's
 
     def fail(self, line: int | None, msg: str) -> InventoryError:
         return self.parser.fail(line, "", msg)
@@ -99,8 +100,9 @@ class Source:
             if host not in self.groups[group].hosts:
                 self.groups[group].hosts.append(host)
 
-    def inventory(self) -> Inventory:
-        """Inheritance applied, variables mapped: the ``Inventory``."""
+    def settle(self) -> dict[str, dict[str, Var]]:
+        """Ansible's implicit structure (parentless groups under 'all', hosts of no group
+        in 'ungrouped'), then each host's variables after inheritance, in host order."""
         all_group = self.groups["all"]
         for g in self.groups.values():
             if g.name != "all" and not g.parents:
@@ -108,12 +110,26 @@ class Source:
         in_a_group = {h for g in self.groups.values() if g.name != "all" for h in g.hosts}
         ungrouped = self.groups["ungrouped"].hosts
         ungrouped += [h for h in self.host_vars if h not in in_a_group and h not in ungrouped]
+        all_group.hosts.clear()  # as Ansible: 'all' has every host through its children
         depth = self._depths()
-        if not self.host_vars:
+        self.flat = {g: self._flatten(g) for g in self.groups}
+        merged_all: dict[str, dict[str, Var]] = {}
+        for host, own in self.host_vars.items():
+            groups = sorted((g for g in self.groups if host in self.flat[g]),
+                            key=lambda g: (depth[g], _priority(self.groups[g]), g))
+            merged: dict[str, Var] = {}
+            for g in groups:
+                merged.update(self.groups[g].vars)
+            merged.update(own)
+            merged_all[host] = merged
+        return merged_all
+
+    def inventory(self) -> Inventory:
+        """Inheritance applied, variables mapped: the ``Inventory``."""
+        host_vars = self.settle()
+        if not host_vars:
             raise self.fail(None, "no hosts in this Ansible inventory")
-        flat = {g: self._flatten(g) for g in self.groups}
-        member = {h: [g for g in self.groups if h in flat[g]] for h in self.host_vars}
-        file_vars = {k: v for k, v in all_group.vars.items() if k in FILE_VARS}
+        file_vars = {k: v for k, v in self.groups["all"].vars.items() if k in FILE_VARS}
         p = self.parser
         if "sshmr_known_hosts" in file_vars:
             v = file_vars["sshmr_known_hosts"]
@@ -127,17 +143,12 @@ class Source:
             p.use_ssh_config(DEFAULT_SSH_CONFIG, None)
         warned: set[str] = set()
         entries: list[tuple[Host, int]] = []
-        for host, own in self.host_vars.items():
-            groups = sorted(member[host], key=lambda g: (depth[g], _priority(self.groups[g]), g))
-            merged: dict[str, Var] = {}
-            for g in groups:
-                merged.update(self.groups[g].vars)
-            merged.update(own)
+        for host, merged in host_vars.items():
             self._warn_unknown(merged, warned, host)
             entries.append((self._host(host, merged), self.host_lines[host]))
         hosts = p.name_hosts(entries)
         names = [h.name for h in hosts]
-        groups_out = {g: tuple(n for n in names if n in flat[g]) for g in self.groups}
+        groups_out = {g: tuple(n for n in names if n in self.flat[g]) for g in self.groups}
         return Inventory(p.abs_path, hosts, known_hosts, p.config_path, groups_out, self.kind)
 
     def _depths(self) -> dict[str, int]:
@@ -156,6 +167,10 @@ class Source:
 
         depth["all"] = 0
         visit("all", 0, ("all",))
+        for g in self.groups.values():  # not below 'all': only a cycle has no way up
+            if g.name not in depth:
+                raise self.fail(g.line, f"group {g.name!r} is its own ancestor (a cycle of"
+                                        " [..:children] / children: entries)")
         return depth
 
     def _flatten(self, name: str) -> set[str]:

@@ -18,6 +18,7 @@ _RANGE = re.compile(r"\[([^\[\]]*:[^\[\]]*)\]")  # [beg:end] or [beg:end:step]
 _TERMS = re.compile(r"(?:[^\s:\[\]]|\[[^\]]*\])+")  # ':'-separated terms; [a:b] kept whole
 _PORT = re.compile(r"^(.*[^:]):(\d+)$")
 _GLOB = frozenset("*?[")
+_IPV6 = re.compile(r"^[0-9A-Fa-f:.]+(%\S+)?$")
 
 
 def has_range(name: str) -> bool:
@@ -62,9 +63,10 @@ def expand_range(name: str) -> list[str]:
 def split_port(pattern: str) -> tuple[str, int | None]:
     """``host:2222`` -> (``host``, 2222); ``[::1]:22`` -> (``::1``, 22); else no port.
     A bare IPv6 address (more than one ':' outside brackets) has no port."""
-    if pattern.startswith("[") and "]:" in pattern and not has_range(pattern):
+    if pattern.startswith("[") and "]:" in pattern:
         addr, _, port = pattern[1:].partition("]:")
-        return addr, int(port) if port.isdigit() else None
+        if _IPV6.match(addr) and ("::" in addr or addr.count(":") > 2):  # not a [1:3] range
+            return addr, int(port) if port.isdigit() else None
     outside = _RANGE.sub("", pattern)
     m = _PORT.match(pattern)
     if m and outside.count(":") == 1:
