@@ -23,7 +23,7 @@ from .engine.hostspec import fleet_entries
 from .engine.target import Code, code_of
 from .errors import ConfigError, InputError, RunError, TargetError
 from .executor import JobExecutor
-from .inventory import Inventory, load_inventory
+from .inventory import Inventory, resolve_inventory
 from .jobs import JobState
 from .mapreduce.job import MapReduce
 from .partition import InputFile, Partitioner, check_inputs, parse_split
@@ -47,25 +47,30 @@ def run(
     runs_dir: str = "sshmr-runs",
     progress: Callable[[str], None] | None = None,
     code: Code | None = None,
+    hosts: str | None = None,
     **options: Any,
 ) -> RunResult:
     """Run ``executor`` on every job and return the run's :class:`RunResult`.
 
     Jobs come from ``items`` (one job per item) or from input ``files`` cut by ``split``
     (``lines``, ``lines:N``, ``files``, ``bytes:SIZE``) or by a ``partitioner``.
-    ``inventory`` (a YAML path) selects SSH hosts; without it jobs run on this machine
-    with one slot per CPU. ``options`` are :class:`RunConfig` fields: ``timeout``,
-    ``max_retries``, ``max_living``, ``slots``, ``seed``, ``accept_new_hosts``, ...
+    ``inventory`` (an sshmr YAML, Ansible INI or Ansible YAML inventory path) selects SSH
+    hosts; without it jobs run on this machine with one slot per CPU. ``hosts`` (a pattern:
+    ``web``, ``web*``, ``web:db``, ``web:!web03``) keeps only those hosts of the inventory;
+    without an inventory it picks ``Host`` aliases of ``~/.ssh/config``.
+    ``options`` are :class:`RunConfig` fields: ``timeout``, ``max_retries``, ``max_living``,
+    ``slots``, ``seed``, ``accept_new_hosts``, ...
     """
     instance = executor() if isinstance(executor, type) else executor
     if not isinstance(instance, JobExecutor):
         raise TargetError(f"{type(instance).__name__} is not a sshmr.JobExecutor subclass")
+    inv = resolve_inventory(inventory, hosts)
     if isinstance(instance, MapReduce):
         from .mapreduce.driver import run_mapreduce
 
         return load_run_result(run_mapreduce(
             instance, items, files=files, split=split, partitioner=partitioner,
-            inventory=inventory, runs_dir=runs_dir, progress=progress, code=code, **options))
+            inventory=inv, runs_dir=runs_dir, progress=progress, code=code, **options))
     for name in MAPREDUCE_OPTIONS:
         if options.get(name) is not None:
             raise ConfigError(f"{name!r} is a MapReduce option, but {type(instance).__name__}"
@@ -73,7 +78,6 @@ def run(
         options.pop(name, None)
     config = RunConfig.build(instance, **options)
     payloads = _payloads(items, files, split, partitioner)
-    inv = load_inventory(inventory) if isinstance(inventory, (str, os.PathLike)) else inventory
     code = code or code_of(type(instance))
     bundle = build_bundle(code, instance if vars(instance) else None)
     # Function runs (sshmr.notebook) may send pickled results back: signed with this key.
@@ -126,8 +130,7 @@ def resume(
             raise RunError(f"run {meta['run_id']} already ended ({meta['state']}); nothing to"
                            " resume")
         config = RunConfig(**dict(meta["config"], accept_new_hosts=accept_new_hosts))
-        path = inventory or meta.get("inventory")
-        inv = load_inventory(path) if path else None
+        inv = resolve_inventory(inventory or meta.get("inventory"), meta.get("host_pattern"))
         code = Code(meta["code_module"], meta["code_class"], launch.load_code(run_dir))
         bundle = build_bundle(code, state=meta.get("code_state"))
         sessions_for = launch.host_transports(inv, config, meta.get("runs_dir", runs_dir))

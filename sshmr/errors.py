@@ -4,7 +4,8 @@
 
     SshmrError                      exit 1 unless a subclass says otherwise
     ├── ConfigError                 exit 2: bad usage or configuration
-    │   ├── InventoryError          malformed inventory (file:line: field: problem)
+    │   ├── InventoryError          malformed inventory (file:line: field: problem), or a
+    │   │                           --hosts pattern that selects nothing
     │   ├── TargetError             TARGET not importable / not a JobExecutor
     │   └── InputError              input file missing, bad --split, bad partitioner
     ├── HostError                   one host cannot be used (carries ``host``)
@@ -24,6 +25,9 @@
     │   ├── RunsDirFull             no space left in the runs dir: the run stopped, resumable
     │   └── JobNotFound             no such job in the run (``sshmr show``)
     └── Cancelled                   exit 130: the run was interrupted or cancelled
+
+``SshmrWarning`` (a ``UserWarning``, not in the tree) flags what sshmr ignores, e.g. an
+inventory variable it does not read.
 
 Messages are one line that names the thing and the fix. The CLI prints
 ``sshmr: error: <message>`` and exits with ``exit_code``; no traceback.
@@ -156,3 +160,8 @@ class Cancelled(SshmrError):
     """The run was interrupted (Ctrl-C, SIGTERM) or cancelled with ``sshmr cancel``."""
 
     exit_code = 130
+
+
+class SshmrWarning(UserWarning):
+    """Something sshmr ignores but a user may want to know about (an inventory variable it
+    does not read). Not an error: the CLI prints ``sshmr: warning: <message>``."""

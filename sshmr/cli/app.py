@@ -7,14 +7,20 @@ configuration; 3 no host usable; 130 interrupted or cancelled.
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any
 
 import click
 
-from ..errors import SshmrError
+from ..errors import SshmrError, SshmrWarning
 
 RUNS_DIR = click.option("--runs-dir", default="sshmr-runs", show_default=True,
                         type=click.Path(file_okay=False), help="Where run directories live.")
+HOSTS = click.option(
+    "--hosts", "hosts", metavar="PATTERN",
+    help="Only these hosts of the inventory: a group, a host, a glob (web*), ~regex, a union"
+         " (web:db or web,db), &GROUP to intersect, !HOST to exclude. Without -i: Host"
+         " aliases of ~/.ssh/config.")
 EXIT = {"done": 0, "halted": 1, "cancelled": 130, "no_hosts": 3}
 
 
@@ -23,10 +29,24 @@ def _fail(exc: SshmrError) -> None:
     sys.exit(exc.exit_code)
 
 
+def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    if issubclass(category, SshmrWarning):
+        click.echo(f"sshmr: warning: {message}", err=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.simplefilter("default", SshmrWarning)
+                warnings.showwarning = _show_warning
+                return super().invoke(ctx)
         except SshmrError as exc:
             _fail(exc)
         except KeyboardInterrupt:

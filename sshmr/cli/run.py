@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from ..errors import ConfigError, SshmrError
-from .app import EXIT, RUNS_DIR, main
+from .app import EXIT, HOSTS, RUNS_DIR, main
 
 
 class _RunCommand(click.Command):
@@ -28,7 +28,9 @@ class _RunCommand(click.Command):
 @click.argument("target")
 @click.argument("inputs", nargs=-1)
 @click.option("-i", "--inventory", type=click.Path(dir_okay=False),
-              help="Host inventory (YAML). Absent: run locally, one slot per CPU.")
+              help="Host inventory: sshmr YAML, or an Ansible INI/YAML inventory. Absent (and"
+                   " no --hosts): run locally, one slot per CPU.")
+@HOSTS
 @click.option("--timeout", help="Seconds one attempt may run, or PCT%[:FLOOR[:CEILING]]:"
                                 " PCT% of the median runtime of the jobs that succeeded so far"
                                 " (e.g. 300% or 300%:10s:1h; floor 1s, ceiling max_living).")
@@ -61,7 +63,8 @@ class _RunCommand(click.Command):
 @click.option("--watch-inventory", is_flag=True,
               help="Re-read the inventory when it changes: new hosts join, removed hosts"
                    " drain; a broken edit is ignored with a warning.")
-def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, timeout: str | None,
+def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, hosts: str | None,
+            timeout: str | None,
             max_retries: int | None, max_living: float | None, slots: int | None,
             split: str | None, partitioner: str | None, seed: int | None,
             halt_on_failures: str | None, speculate: float | None, runs_dir: str,
@@ -110,7 +113,7 @@ def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, timeout
     with run_output(runs_dir, quiet=quiet, as_json=as_json) as progress:
         result = api.run(
             cls, files=files, split=split, partitioner=user_partitioner,
-            inventory=inventory, runs_dir=runs_dir, progress=progress, code=code,
+            inventory=inventory, hosts=hosts, runs_dir=runs_dir, progress=progress, code=code,
             timeout=timeout, max_retries=max_retries, max_living=max_living, slots=slots,
             seed=seed, accept_new_hosts=accept_new_hosts or None,
             halt_on_failures=parse_halt(halt_on_failures), speculate=speculate,

@@ -13,8 +13,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..errors import HostError
-from ..inventory import load_inventory
+from ..errors import ConfigError, HostError
+from ..inventory import Inventory, resolve_inventory
 from ..record.journal import Journal
 from ..record.runs import RunLock, run_state
 
@@ -35,11 +35,15 @@ def _run_state(runs_dir: str, run_id: str) -> str:
     return state if state == "interrupted" else "ended"
 
 
-def collect_garbage(inventory: str, runs_dir: str, *, remove_all: bool = False,
-                    dry_run: bool = False) -> list[dict[str, Any]]:
+def collect_garbage(inventory: str | Inventory | None, runs_dir: str, *,
+                    remove_all: bool = False, dry_run: bool = False,
+                    hosts: str | None = None) -> list[dict[str, Any]]:
+    """Visit each host of ``inventory`` (narrowed to the pattern ``hosts``)."""
     from ..transport.ssh import SshTransport
 
-    inv = load_inventory(inventory)
+    inv = resolve_inventory(inventory, hosts)
+    if inv is None:
+        raise ConfigError("give an inventory (-i FILE) or a host pattern (--hosts PATTERN)")
 
     def visit(host) -> list[dict[str, Any]]:
         t = SshTransport(host, inv.known_hosts)

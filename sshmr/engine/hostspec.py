@@ -55,6 +55,8 @@ def resolve(spec: str, inventory: str | None) -> tuple[list[Host], str]:
 def _raw(inv: Inventory | None) -> dict[str, Any]:
     if inv is None:
         return {}
+    if inv.kind != "sshmr":  # an Ansible inventory: its defaults are per group, not here
+        return {"known_hosts": inv.known_hosts, "ssh_config": inv.ssh_config}
     with open(inv.path, encoding="utf-8") as f:
         doc = yaml.safe_load(f) or {}
     return {k: v for k, v in doc.items() if k != "hosts"} if isinstance(doc, dict) else {}

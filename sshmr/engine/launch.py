@@ -71,7 +71,8 @@ def record_run(journal: Journal, run_id: str, runs_dir: str, code: Code, bundle:
     journal.set_meta(run_id=run_id, created=time.time(), state="running", pid=os.getpid(),
                      target=f"{code.module}:{code.cls_name}", code_module=code.module,
                      code_class=code.cls_name, code_state=bundle.state, config=asdict(config),
-                     inventory=inv.path if inv else None, runs_dir=os.path.abspath(runs_dir),
+                     inventory=inv.path if inv and inv.kind != "ssh_config" else None,
+                     host_pattern=inv.pattern if inv else None, runs_dir=os.path.abspath(runs_dir),
                      dispatch_key=secrets.token_hex(16), **meta)
 
 
@@ -109,7 +110,9 @@ def execute(journal: Journal, run_dir: str, run_id: str, runs_dir: str, inv: Inv
     initial = [*initial, *(s.DrainHost(h) for h in drained if h in sessions)]
     master = Master(run_dir=run_dir, journal=journal, sessions=sessions, scheduler=sched,
                     config=config, events=events, progress=progress, result_key=result_key,
-                    new_session=new_session, inventory_path=inv.path if inv else None)
+                    new_session=new_session,
+                    inventory_path=inv.path if inv and inv.kind != "ssh_config" else None,
+                    host_pattern=inv.pattern if inv else None)
     finished = _drive(master, journal, initial)
     if finished.state == "no_hosts" and master.host_errors:
         finished = s.Finished(finished.state, "no host usable: " + "; ".join(

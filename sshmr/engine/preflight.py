@@ -7,8 +7,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..errors import HostError
-from ..inventory import Host, Inventory, load_inventory
+from ..errors import ConfigError, HostError
+from ..inventory import Host, Inventory, resolve_inventory
 
 PROBE = (
     "import json,os,sys\n"
@@ -59,7 +59,12 @@ def check_host(host: Host, inv: Inventory, accept_new: bool) -> dict[str, Any]:
     return report
 
 
-def check_hosts(inventory: str, accept_new: bool = False) -> list[dict[str, Any]]:
-    inv = load_inventory(inventory)
+def check_hosts(inventory: str | Inventory | None, accept_new: bool = False,
+                hosts: str | None = None) -> list[dict[str, Any]]:
+    """Check every host of ``inventory`` (narrowed to the pattern ``hosts``; without an
+    inventory, the ``~/.ssh/config`` aliases ``hosts`` picks)."""
+    inv = resolve_inventory(inventory, hosts)
+    if inv is None:
+        raise ConfigError("give an inventory (-i FILE) or a host pattern (--hosts PATTERN)")
     with ThreadPoolExecutor(max_workers=min(32, len(inv.hosts))) as pool:
         return list(pool.map(lambda h: check_host(h, inv, accept_new), inv.hosts))

@@ -7,7 +7,8 @@ import os
 import re
 import shlex
 import stat
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 DEFAULT_SSH_CONFIG = "~/.ssh/config"
@@ -16,7 +17,7 @@ DEFAULT_PYTHON = "python3"
 DEFAULT_WORKDIR = "~/.sshmr"
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
-TOP_KEYS = ("defaults", "known_hosts", "ssh_config", "hosts")
+TOP_KEYS = ("defaults", "known_hosts", "ssh_config", "hosts", "groups")
 FIELD_KEYS = ("port", "user", "identity_file", "slots", "python", "workdir", "connect_timeout")
 HOST_KEYS = ("host", *FIELD_KEYS)
 USER_METACHARS = frozenset("'`\";&<>|(){}$")  # OpenSSH's valid_ruser refuses these
@@ -56,9 +57,15 @@ class Host:
 
 @dataclass(frozen=True)
 class Inventory:
-    """A parsed inventory file."""
+    """A parsed inventory: an sshmr YAML file, an Ansible inventory (INI or YAML), or the
+    ``Host`` aliases of ``~/.ssh/config`` (``kind`` says which). ``groups`` maps each group
+    name to the names of its hosts (children's hosts included, inventory order); ``pattern``
+    is the ``--hosts`` selection that chose ``hosts`` from the file (None: all of them)."""
 
     path: str
     hosts: tuple[Host, ...]
     known_hosts: str
     ssh_config: str | None
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    kind: str = "sshmr"  # "sshmr", "ansible-ini", "ansible-yaml" or "ssh_config"
+    pattern: str | None = None

@@ -119,7 +119,9 @@ class _Parser:
         }
 
     def parse(self, text: str) -> Inventory:
-        data = self.load_yaml(text)
+        return self.parse_data(self.load_yaml(text))
+
+    def parse_data(self, data: Any) -> Inventory:
         if not isinstance(data, LineMap):
             line = 1 if data is None else getattr(data, "line", 1)
             got = "an empty file" if data is None else type_name(data)
@@ -138,7 +140,10 @@ class _Parser:
         if "known_hosts" in data:
             line = data.value_lines["known_hosts"]
             known_hosts = self.path_value(data["known_hosts"], line, "known_hosts")
-        self.config_path, self.config = self.ssh_config(data)
+        if "ssh_config" in data:
+            self.use_ssh_config(data["ssh_config"], data.value_lines["ssh_config"])
+        else:
+            self.use_ssh_config(DEFAULT_SSH_CONFIG, None)
 
         hosts = data.get("hosts")
         if not isinstance(hosts, LineList) or not hosts:
@@ -146,24 +151,75 @@ class _Parser:
             line = data.value_lines.get("hosts", data.line)
             raise self.fail(line, "hosts", f"expected a non-empty list of hosts, got {got}")
         entries = [self.host(i, item, hosts.item_lines[i]) for i, item in enumerate(hosts)]
-        return Inventory(self.abs_path, self.name_hosts(entries), known_hosts, self.config_path)
+        named = self.name_hosts(entries)
+        groups = self.groups(data, [h.name for h, _ in entries], [h.name for h in named])
+        return Inventory(self.abs_path, named, known_hosts, self.config_path, groups)
 
-    def ssh_config(self, data: LineMap) -> tuple[str | None, paramiko.SSHConfig | None]:
+    def groups(self, data: LineMap, written: list[str],
+               names: list[str]) -> dict[str, tuple[str, ...]]:
+        """The optional ``groups:`` mapping (group -> host or group names), flattened."""
+        members: dict[str, set[int]] = {}
+        for i, (w, n) in enumerate(zip(written, names, strict=True)):
+            members.setdefault(w, set()).add(i)
+            members.setdefault(n, set()).add(i)
+        raw = data.get("groups")
+        if raw is None:
+            return {"all": tuple(names)}
+        if not isinstance(raw, LineMap):
+            msg = f"expected a mapping of group name to a list of hosts, got {type_name(raw)}"
+            raise self.fail(data.value_lines["groups"], "groups", msg)
+        out: dict[str, set[int]] = {}
+
+        def flatten(group: str, stack: tuple[str, ...]) -> set[int]:
+            if group in out:
+                return out[group]
+            items, where = raw[group], f"groups.{group}"
+            if not isinstance(items, LineList):
+                raise self.fail(raw.value_lines[group], where,
+                                f"expected a list of host or group names, got {type_name(items)}")
+            found: set[int] = set()
+            for j, item in enumerate(items):
+                line = items.item_lines[j]
+                if isinstance(item, str) and item in raw and item != group:
+                    if item in stack:
+                        msg = f"group {item!r} contains itself ({' -> '.join(stack + (item,))})"
+                        raise self.fail(line, f"{where}[{j}]", msg)
+                    found |= flatten(item, stack + (item,))
+                elif isinstance(item, str) and item in members:
+                    found |= members[item]
+                else:
+                    msg = (f"{type_name(item)} is neither a host of 'hosts:' nor a group of"
+                           " 'groups:'")
+                    raise self.fail(line, f"{where}[{j}]", msg)
+            out[group] = found
+            return found
+
+        for group in raw:
+            if not isinstance(group, str) or not HOST_NAME.fullmatch(group):
+                msg = f"{type_name(group)} cannot be a group name; use letters, digits, '._-'"
+                raise self.fail(raw.key_lines[group], "groups", msg)
+            if group in members:
+                msg = f"group {group!r} has the name of a host; rename one"
+                raise self.fail(raw.key_lines[group], "groups", msg)
+            flatten(group, (group,))
+        groups = {g: tuple(names[i] for i in sorted(ix)) for g, ix in out.items()}
+        groups.setdefault("all", tuple(names))
+        return groups
+
+    def use_ssh_config(self, value: Any, line: int | None) -> None:
+        """Read the OpenSSH client config ``value`` (None: none at all). The default path
+        may be missing; another path must exist."""
+        if value is None:  # explicit null: use no ssh_config at all
+            return
         default = self.resolve(DEFAULT_SSH_CONFIG)
-        if "ssh_config" not in data:
-            path, line = default, None
-        elif data["ssh_config"] is None:  # explicit null: use no ssh_config at all
-            return None, None
-        else:
-            line = data.value_lines["ssh_config"]
-            path = self.path_value(data["ssh_config"], line, "ssh_config")
+        path = default if line is None else self.path_value(value, line, "ssh_config")
         if not os.path.exists(path) and path == default:
-            return None, None
+            return
         if not os.path.exists(path):
             msg = f"file not found: {path} (fix the path, or remove the key to use the default)"
             raise self.fail(line, "ssh_config", msg)
         try:
-            return path, paramiko.SSHConfig.from_path(path)
+            self.config_path, self.config = path, paramiko.SSHConfig.from_path(path)
         except (OSError, UnicodeDecodeError, paramiko.ssh_exception.ConfigParseError) as e:
             raise self.fail(line, "ssh_config", f"cannot read {path}: {e}") from None
 
@@ -182,17 +238,28 @@ class _Parser:
         if "host" not in entry:
             raise self.fail(entry.line, where, "missing required key 'host'")
         name, nline = entry["host"], entry.value_lines["host"]
+        self.check_name(name, nline, f"{where}.host")
+        return self.resolve_host(name, nline, where, self.fields(entry, where)), entry.line
+
+    def check_name(self, name: Any, line: int, field: str) -> str:
+        """``name`` as a host name or ssh_config alias, or a ``file:line`` error."""
         if not isinstance(name, str) or not name or any(c.isspace() for c in name):
             msg = f"expected a host name or ssh_config alias, got {type_name(name)}"
-            raise self.fail(nline, f"{where}.host", msg)
+            raise self.fail(line, field, msg)
         if "@" in name:
-            raise self.fail(nline, f"{where}.host", "put the user in 'user:', not in 'host:'")
+            raise self.fail(line, field, "put the user in 'user:', not in 'host:'")
         if not HOST_NAME.fullmatch(name) or name.startswith("-"):
             bad = next((c for c in name if not HOST_NAME.fullmatch(c)), name[0])
             msg = (f"{name!r} cannot be a host name (it has {bad!r}); use a DNS name, an IP"
                    " address or an ssh_config alias of letters, digits and '.-_:'")
-            raise self.fail(nline, f"{where}.host", msg)
-        own = self.fields(entry, where)
+            raise self.fail(line, field, msg)
+        return name
+
+    def resolve_host(self, name: str, nline: int, where: str, own: dict[str, Any],
+                     hostname: str | None = None) -> Host:
+        """The ``Host`` for entry ``name`` (line ``nline``) with its own validated fields
+        ``own``, merged with ``defaults`` and ssh_config. ``hostname`` (Ansible's
+        ansible_host) overrides ssh_config's HostName."""
 
         def pick(key: str) -> Any:
             return own[key] if key in own else self.defaults.get(key)
@@ -225,9 +292,9 @@ class _Parser:
         slots = pick("slots")  # None ("auto") when unset everywhere
         python, workdir = pick("python") or DEFAULT_PYTHON, pick("workdir") or DEFAULT_WORKDIR
         proxy = None if ssh.get("proxyjump", "none").lower() == "none" else ssh["proxyjump"]
-        hostname, timeout = ssh.get("hostname") or name, timeout or DEFAULT_CONNECT_TIMEOUT
-        host = Host(name, hostname, port, user, identity, slots, python, workdir, proxy, timeout)
-        return host, entry.line
+        hostname = hostname or ssh.get("hostname") or name
+        timeout = timeout or DEFAULT_CONNECT_TIMEOUT
+        return Host(name, hostname, port, user, identity, slots, python, workdir, proxy, timeout)
 
     def name_hosts(self, entries: list[tuple[Host, int]]) -> tuple[Host, ...]:
         """Reject duplicates (same name and port); give "name:port" to same-named entries."""
@@ -261,17 +328,3 @@ class _Parser:
 def parse_inventory(text: str, path: str = "<inventory>") -> Inventory:
     """Parse inventory YAML ``text``; ``path`` is used in messages and for relative paths."""
     return _Parser(str(path)).parse(text)
-
-
-def load_inventory(path: str | os.PathLike[str]) -> Inventory:
-    """Read and parse the inventory file at ``path``. Raises ``InventoryError``."""
-    display = os.fspath(path)
-    try:
-        with open(display, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        msg = f"[Errno {e.errno}] {e.strerror}"
-        raise InventoryError(f"{display}: cannot read file: {msg}") from None
-    except UnicodeDecodeError as e:
-        raise InventoryError(f"{display}: cannot read file: not UTF-8 text ({e.reason})") from None
-    return parse_inventory(text, display)

@@ -5,6 +5,7 @@
     from sshmr.notebook import Cluster
 
     c = Cluster("inventory.yaml")            # or Cluster(): this machine; defaults as keywords
+    c = Cluster("hosts.ini", hosts="web")    # an Ansible inventory, only its group 'web'
     results = c.map(f, range(1000), timeout=60, max_retries=2)   # a list, in item order
     c.run(MyExecutor(), inputs)              # a JobExecutor instance, like sshmr.run
     c.mapreduce(WordCount(), paths, output="out")
@@ -29,7 +30,7 @@ from typing import Any
 
 from ..engine.config import RunConfig
 from ..errors import Cancelled, ConfigError, JobFailed, NoHostsAvailable, RemoteTraceback
-from ..inventory import Inventory, load_inventory
+from ..inventory import Inventory, resolve_inventory
 from ..jobs import JobState
 from ..record.journal import Journal
 from ..record.results import UnreadResult
@@ -44,16 +45,17 @@ __all__ = ["Cluster", "HostTable"]
 class Cluster:
     """A fleet (an inventory, or this machine) and the defaults of the calls made on it.
 
+    ``hosts`` (a pattern, as ``sshmr run --hosts``) keeps only those hosts of the inventory;
+    without an inventory it picks ``Host`` aliases of ``~/.ssh/config``.
     ``defaults`` are ``sshmr.run`` options (``timeout``, ``max_retries``, ``slots``, ...);
     a call's own keywords override them. ``progress``: None shows a widget in a kernel and
     a text bar on stderr elsewhere; False shows nothing.
     """
 
     def __init__(self, inventory: str | os.PathLike | None = None, *,
-                 runs_dir: str = "sshmr-runs", progress: bool | None = None,
-                 **defaults: Any) -> None:
-        self.inventory: Inventory | None = (load_inventory(inventory) if inventory is not None
-                                            else None)
+                 hosts: str | None = None, runs_dir: str = "sshmr-runs",
+                 progress: bool | None = None, **defaults: Any) -> None:
+        self.inventory: Inventory | None = resolve_inventory(inventory, hosts)
         RunConfig.build(None, **defaults)  # a bad default fails now, with its name
         self.defaults = defaults
         self.runs_dir = runs_dir
@@ -105,7 +107,7 @@ class Cluster:
                                "cpus": cpus, "slots": self.defaults.get("slots") or cpus}])
         from ..engine.preflight import check_hosts
 
-        return HostTable(check_hosts(self.inventory.path,
+        return HostTable(check_hosts(self.inventory,
                                      bool(self.defaults.get("accept_new_hosts"))))
 
     def _call(self, executor: Any, label: str, items: Any, **options: Any) -> RunResult:

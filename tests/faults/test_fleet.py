@@ -177,3 +177,45 @@ def test_a_drained_host_stays_drained_after_resume(cluster, tmp_path):
     resumed_at = _event_ts(run_dir, "resumed", None)
     after = [a for rows in by_job.values() for a in rows if a["dispatched"] > resumed_at]
     assert after and all(a["host"] != h0.address for a in after), [a["host"] for a in after]
+
+
+def _ini(cluster, path: Path, web: list[int], db: list[int]) -> Path:
+    def line(i: int) -> str:
+        h = cluster.hosts[i]
+        return f"h{i} ansible_host={h.address} ansible_port={h.port} sshmr_workdir={h.workdir}"
+
+    lines = ["[web]", *map(line, web), "", "[db]", *map(line, db), "", "[all:vars]",
+             f"ansible_user={cluster.user}", f"ansible_ssh_private_key_file={cluster.client_key}",
+             f"sshmr_python={sys.executable}", "sshmr_slots=2",
+             f"sshmr_known_hosts={cluster.known_hosts}", f"sshmr_ssh_config={cluster.ssh_config}"]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def test_a_watched_ansible_inventory_keeps_the_runs_host_pattern(cluster, tmp_path):
+    """``--hosts web --watch-inventory`` on an Ansible INI inventory: an edit that moves h2
+    into web and h0 out of it makes h2 join and h0 drain; h3, in db all along, never joins."""
+    effects = tmp_path / "effects"
+    effects.mkdir()
+    inv = _ini(cluster, tmp_path / "hosts.ini", web=[0, 1], db=[3])
+    inputs = write_inputs(tmp_path / "in.jsonl", payloads(effects, JOBS, sleep=SLEEP))
+    runs = tmp_path / "runs"
+    proc = start_cli("run", FAULT_JOB, str(inputs), "-i", str(inv), "--hosts", "web",
+                     "--watch-inventory", "--runs-dir", str(runs), "--max-retries", "0",
+                     "--seed", "1", cwd=tmp_path)
+    try:
+        run_dir = wait_for(lambda: _run_dir(runs), 60, "the run to start")
+        wait_for(lambda: _succeeded(run_dir) >= 4, 90, "the first jobs to succeed", 0.1)
+        _ini(cluster, inv, web=[1, 2], db=[3, 0])
+        result = _check(cluster, proc, effects, run_dir, tmp_path, "h0", "h2")
+    finally:
+        stop_process(proc)
+    assert {j.host for j in result.jobs} <= {"h0", "h1", "h2"}
+    db = journal(run_dir)
+    try:
+        hosts = {row[0] for row in db.execute("SELECT name FROM hosts")}
+    finally:
+        db.close()
+    assert "h3" not in hosts, hosts

@@ -134,7 +134,7 @@ class Commands(MasterState):
             return []
         self._inv_seen = (stamp, digest)
         try:
-            inv = load_inventory(path)
+            inv = load_inventory(path, self.host_pattern)
         except InventoryError as exc:
             return self._inventory_warning(str(exc), digest)
         self._inv_warned = None

@@ -42,7 +42,8 @@ class MasterState:
                  progress: Callable[[str], None] | None = None,
                  result_key: bytes | None = None,
                  new_session: Callable[[Any], HostSession] | None = None,
-                 inventory_path: str | None = None) -> None:
+                 inventory_path: str | None = None,
+                 host_pattern: str | None = None) -> None:
         self.run_dir = run_dir
         self.result_key = result_key  # function runs: pickled results must carry its HMAC
         self.journal = journal
@@ -66,6 +67,7 @@ class MasterState:
         self.finished: s.Finished | None = None
         self.new_session = new_session  # a session for a host that joins (see ``commands``)
         self.inventory_path = inventory_path  # --watch-inventory re-reads it
+        self.host_pattern = host_pattern  # ... and selects the run's --hosts from it
         self._inv_seen: tuple[Any, str | None] = (None, None)  # (mtime, size), sha256
         self._inv_warned: str | None = None
         self.interrupts = 0
