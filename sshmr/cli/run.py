@@ -148,7 +148,28 @@ def _write_report(run_dir: str, path: str, quiet: bool) -> None:
             click.echo(f"sshmr: report written to {path}", err=True)
 
 
+def _say_setup_failures(run_dir: str) -> None:
+    """One line per distinct setup() error: the hosts it failed on, where the traceback is."""
+    from ..record.journal import Journal
+    from ..views.show import setup_what
+
+    journal = Journal(run_dir, readonly=True)
+    try:
+        failures, target = journal.setup_failures(), journal.meta().get("target", "")
+    finally:
+        journal.close()
+    by_error: dict[str, list[str]] = {}
+    for f in failures:
+        by_error.setdefault(f["error"], []).append(f["host"])
+    run_id = os.path.basename(run_dir)
+    for error, hosts in by_error.items():
+        click.echo(f"sshmr: {setup_what(error, target)} failed on {', '.join(hosts)}: {error}"
+                   f" (traceback: sshmr show {run_id} setup)", err=True)
+
+
 def _report(result: Any, as_json: bool, quiet: bool) -> None:
+    if not quiet or result.state == "no_hosts":
+        _say_setup_failures(result.run_dir)
     bad = result.failed + result.unknown
     if bad and not quiet:  # each was reported as it happened; say where to read them
         click.echo(f"sshmr: {bad} job(s) failed or unknown: 'sshmr results --failed "

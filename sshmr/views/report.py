@@ -26,6 +26,7 @@ from ..record.runs import run_state
 from . import charts as charts
 from .changes import fleet_changes, timeout_changes
 from .progress import host_state
+from .show import setup_what
 
 TEMPLATE = "report.html.j2"
 MAX_FAILED_SHOWN = 200  # failed/unknown jobs detailed in full; the rest are counted
@@ -133,6 +134,10 @@ def build_model(journal: Journal, run_dir: str, now: float | None = None) -> dic
                       "count": sum(1 for d in durations if straggler_at and d > straggler_at),
                       "slowest": _slowest(attempts, straggler_at)},
         "failed": _failed(journal, attempts),
+        "setup_failures": [dict(f, what=setup_what(f["error"], meta.get("target", "")),
+                                error=_clip(f["error"], MAX_TEXT),
+                                traceback=_clip(f["traceback"], MAX_TEXT))
+                           for f in journal.setup_failures()],
         "mapreduce": _mapreduce(journal),
     }
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from helpers import EXAMPLES, sshmr_cli, write_inventory  # noqa: E402
+from helpers import EXAMPLES, JOBS, sshmr_cli, write_inventory  # noqa: E402
 
 
 def test_known_hosts_lines_paramiko_cannot_read_are_skipped_with_a_warning(cluster, tmp_path):
@@ -52,3 +52,35 @@ def test_a_revoked_host_key_is_refused_with_one_clear_line(cluster, tmp_path):
                         f"{EXAMPLES}/numbers.txt", cwd=tmp_path)
     assert refused.returncode == 3 and "marked @revoked" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_setup_that_raises_is_named_with_its_traceback(cluster, tmp_path):
+    inv = write_inventory(cluster, tmp_path / "inv.yaml", hosts=[0, 1], slots=1)
+    proc = sshmr_cli("run", "-i", str(inv), f"{JOBS}/jobs_basic.py:BrokenSetup", "-",
+                     cwd=tmp_path, stdin="1\n2\n")
+    assert proc.returncode == 3, proc.stderr
+    run_id = proc.stdout.split()[1]
+    said = [line for line in proc.stderr.splitlines() if "setup() of BrokenSetup" in line]
+    h0, h1 = (f"{h.address}" for h in cluster.hosts[:2])
+    assert len(said) == 1, proc.stderr  # one line for one error, naming both hosts
+    assert said[0].startswith("sshmr: setup() of BrokenSetup failed on ")
+    assert said[0].endswith(": RuntimeError: cannot reach the database (traceback: sshmr show"
+                            f" {run_id} setup)")
+    assert h0 in said[0] and h1 in said[0]
+    assert "setup() failed: RuntimeError: cannot reach the database" in proc.stderr.splitlines()[-1]
+    shown = sshmr_cli("show", run_id, "setup", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.count("failed on") == 2
+    assert "Traceback (most recent call last)" in shown.stdout
+    assert 'raise RuntimeError("cannot reach the database")' in shown.stdout
+    data = json.loads(sshmr_cli("show", run_id, "setup", "--json", cwd=tmp_path).stdout)
+    assert {f["host"] for f in data["setup_failures"]} == {h0, h1}
+    assert all("jobs_basic.py" in f["traceback"] for f in data["setup_failures"])
+    job = sshmr_cli("show", run_id, "1", cwd=tmp_path).stdout
+    assert "setup() failed on" in job and f"sshmr show {run_id} setup" in job
+    report = tmp_path / "r.html"
+    assert sshmr_cli("report", run_id, "-o", str(report), cwd=tmp_path).returncode == 0
+    html = report.read_text()
+    assert 'id="setup-failures"' in html and "cannot reach the database" in html
+    assert "raise RuntimeError(&#34;cannot reach the database&#34;)" in html or (
+        "raise RuntimeError(&quot;cannot reach the database&quot;)" in html)
