@@ -61,6 +61,8 @@ class _RunCommand(click.Command):
 @click.option("--watch-inventory", is_flag=True,
               help="Re-read the inventory when it changes: new hosts join, removed hosts"
                    " drain; a broken edit is ignored with a warning.")
+@click.option("--allow-empty", is_flag=True,
+              help="Exit 0 when the inputs give no job (else: exit 2).")
 def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, timeout: str | None,
             max_retries: int | None, max_living: float | None, slots: int | None,
             split: str | None, partitioner: str | None, seed: int | None,
@@ -69,11 +71,12 @@ def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, timeout
             accept_new_hosts: bool, report_path: str | None = None, output: str | None = None,
             reducers: int | None = None, sort_memory: str | None = None,
             overwrite: bool = False, max_result_size: str | None = None,
-            watch_inventory: bool = False) -> None:
+            watch_inventory: bool = False, allow_empty: bool = False) -> None:
     """Run TARGET (file.py:Class or package.module:Class) on the jobs cut from INPUTS.
 
     Each input line is one job unless --split or --partitioner says otherwise; no INPUTS
-    (or -) reads standard input. A sshmr.MapReduce TARGET runs its steps over INPUTS
+    (or -) reads standard input. Inputs that give no job exit 2 (--allow-empty: 0).
+    A sshmr.MapReduce TARGET runs its steps over INPUTS
     (text files, .gz read transparently) and writes --output DIR. So does a mrjob.job.MRJob
     TARGET, unmodified; its own options go after -- (e.g. -- --stop-words-file w.txt).
     """
@@ -98,6 +101,9 @@ def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, timeout
     elif job_args is not None:
         raise ConfigError(f"options after -- ({' '.join(job_args)}) are for mrjob jobs, and"
                           f" {target} is not a mrjob.job.MRJob; put sshmr options before --")
+    if "-" in files and sys.stdin.isatty():  # else it would wait silently for the terminal
+        click.echo("sshmr: reading jobs from standard input, one per line; end it with Ctrl-D"
+                   " (or give INPUTS files)", err=True)
     if report_path:
         from ..views.report import check_output_path
 
@@ -120,7 +126,7 @@ def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, timeout
             watch_inventory=watch_inventory or None)
     if report_path:
         _write_report(result.run_dir, report_path, quiet)
-    _report(result, as_json, quiet)
+    _report(result, as_json, quiet, allow_empty=allow_empty)
 
 
 def _size(text: str | None, option: str) -> int | None:
@@ -167,7 +173,7 @@ def _say_setup_failures(run_dir: str) -> None:
                    f" (traceback: sshmr show {run_id} setup)", err=True)
 
 
-def _report(result: Any, as_json: bool, quiet: bool) -> None:
+def _report(result: Any, as_json: bool, quiet: bool, allow_empty: bool = True) -> None:
     if not quiet or result.state == "no_hosts":
         _say_setup_failures(result.run_dir)
     bad = result.failed + result.unknown
@@ -193,6 +199,10 @@ def _report(result: Any, as_json: bool, quiet: bool) -> None:
     code = EXIT.get(result.state, 1)
     if code == 0 and not result.ok:
         code = 1
+    if code == 0 and len(result) == 0 and not allow_empty:
+        click.echo("sshmr: warning: the inputs gave no job, nothing ran (exit 2); pass"
+                   " --allow-empty if an empty input is fine", err=True)
+        code = ConfigError.exit_code
     sys.exit(code)
 
 

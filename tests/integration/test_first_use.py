@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -84,3 +88,43 @@ def test_a_setup_that_raises_is_named_with_its_traceback(cluster, tmp_path):
     assert 'id="setup-failures"' in html and "cannot reach the database" in html
     assert "raise RuntimeError(&#34;cannot reach the database&#34;)" in html or (
         "raise RuntimeError(&quot;cannot reach the database&quot;)" in html)
+
+
+def test_stdin_on_a_terminal_gets_a_hint_and_no_job_is_an_error(tmp_path):
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    err_path = tmp_path / "err"
+    with open(err_path, "wb") as err, open(tmp_path / "out", "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "sshmr", "run", "-q",
+                                 f"{EXAMPLES}/squares.py:Square"], cwd=tmp_path, env=env,
+                                stdin=slave, stdout=out, stderr=err, start_new_session=True)
+    os.close(slave)
+    try:
+        deadline = time.monotonic() + 60
+        while "Ctrl-D" not in err_path.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, err_path.read_text()
+            time.sleep(0.1)
+        assert err_path.read_text() == ("sshmr: reading jobs from standard input, one per"
+                                        " line; end it with Ctrl-D (or give INPUTS files)\n")
+        os.write(master, b"3\n4\n\x04")  # two lines, then the terminal's end of file
+        assert proc.wait(60) == 0, err_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    results = sshmr_cli("results", cwd=tmp_path).stdout.splitlines()
+    assert [json.loads(line)["result"]["square"] for line in results] == [9, 16]
+
+    empty = sshmr_cli("run", f"{EXAMPLES}/squares.py:Square", cwd=tmp_path, stdin="")
+    assert empty.returncode == 2, empty.stderr
+    assert "Ctrl-D" not in empty.stderr  # not a terminal: no hint
+    assert "sshmr: warning: the inputs gave no job" in empty.stderr
+    assert "--allow-empty" in empty.stderr
+    blank = tmp_path / "empty.txt"
+    blank.write_text("")
+    assert sshmr_cli("run", f"{EXAMPLES}/squares.py:Square", str(blank),
+                     cwd=tmp_path).returncode == 2
+    allowed = sshmr_cli("run", f"{EXAMPLES}/squares.py:Square", str(blank), "--allow-empty",
+                        cwd=tmp_path)
+    assert allowed.returncode == 0 and "no job" not in allowed.stderr
