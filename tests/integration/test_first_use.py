@@ -128,3 +128,45 @@ def test_stdin_on_a_terminal_gets_a_hint_and_no_job_is_an_error(tmp_path):
     allowed = sshmr_cli("run", f"{EXAMPLES}/squares.py:Square", str(blank), "--allow-empty",
                         cwd=tmp_path)
     assert allowed.returncode == 0 and "no job" not in allowed.stderr
+
+
+def _local_run(runs_dir: Path, run_id: str, state: str) -> None:
+    from sshmr.record.journal import Journal
+
+    (runs_dir / run_id).mkdir(parents=True)
+    journal = Journal(str(runs_dir / run_id), create=True)
+    journal.set_meta(run_id=run_id, state=state)
+    journal.close()
+
+
+def test_gc_dry_run_lists_what_gc_removes_and_hints_at_resume(cluster, tmp_path):
+    inv = write_inventory(cluster, tmp_path / "inv.yaml", hosts=[2])
+    runs = tmp_path / "runs"
+    gc = ("gc", "-i", str(inv), "--runs-dir", str(runs))
+    nothing = sshmr_cli(*gc, cwd=tmp_path)
+    assert nothing.returncode == 0 and nothing.stdout == "nothing to remove\n", nothing.stdout
+    ended, interrupted, foreign = (f"20260101-00000{i}-aaaaaaa{i}" for i in range(3))
+    _local_run(runs, ended, "done")
+    _local_run(runs, interrupted, "running")  # nobody holds it: its master was killed
+    remote = Path(cluster.hosts[2].workdir, "runs")
+    for run_id in (ended, interrupted, foreign):
+        (remote / run_id).mkdir(parents=True)
+        (remote / run_id / "result").write_text("x")
+    planned = sshmr_cli(*gc, "--dry-run", cwd=tmp_path).stdout.splitlines()
+    assert all((remote / r).is_dir() for r in (ended, interrupted, foreign))
+    real = sshmr_cli(*gc, cwd=tmp_path).stdout.splitlines()
+    assert [" ".join(line.replace("would remove", "removed", 1).split()) for line in planned
+            ] == [" ".join(line.split()) for line in real]  # one plan for both
+    assert sum(line.startswith("would remove ") for line in planned) == 1
+    where = cluster.hosts[2].address
+    assert f"removed  {where}:{remote / ended} (ended)" in real
+    assert (f"kept     {where}:{remote / interrupted} (interrupted) - 'sshmr resume"
+            f" {interrupted}' continues it; 'sshmr gc --all' removes it") in real
+    assert any(line.startswith(f"kept     {where}:{remote / foreign} (foreign) - ")
+               and "--all" in line for line in real), real
+    assert not (remote / ended).exists() and (remote / interrupted).is_dir()
+    again = sshmr_cli(*gc, cwd=tmp_path).stdout.splitlines()
+    assert again[-1] == "nothing to remove" and len(again) == 3
+    everything = sshmr_cli(*gc, "--all", cwd=tmp_path).stdout.splitlines()
+    assert len(everything) == 2 and all(x.startswith("removed ") for x in everything)
+    assert list(remote.iterdir()) == []
