@@ -170,3 +170,20 @@ def test_gc_dry_run_lists_what_gc_removes_and_hints_at_resume(cluster, tmp_path)
     everything = sshmr_cli(*gc, "--all", cwd=tmp_path).stdout.splitlines()
     assert len(everything) == 2 and all(x.startswith("removed ") for x in everything)
     assert list(remote.iterdir()) == []
+
+
+def test_a_failed_mapreduce_leaves_no_output_dir_and_can_be_rerun(tmp_path):
+    (tmp_path / "in.txt").write_text("a b\n!raise\nc\n")
+    args = ("run", f"{JOBS}/jobs_mr.py:Faulty", "in.txt", "--output", "out",
+            "--max-retries", "0", "--slots", "2")
+    first = sshmr_cli(*args, cwd=tmp_path)
+    assert first.returncode == 1, first.stderr
+    assert "the reducer was told to raise" in first.stderr
+    assert not (tmp_path / "out").exists()  # created for the run, empty, removed
+    again = sshmr_cli(*args, cwd=tmp_path)  # the same command: the same failure, not
+    assert again.returncode == 1, again.stderr  # "output directory out already exists"
+    assert "already exists" not in again.stderr and not (tmp_path / "out").exists()
+    (tmp_path / "in.txt").write_text("a b\nc a\n")
+    fixed = sshmr_cli(*args, cwd=tmp_path)
+    assert fixed.returncode == 0, fixed.stderr
+    assert (tmp_path / "out" / "_SUCCESS").exists()
