@@ -13,6 +13,7 @@
     │   ├── AuthenticationFailed    no key was accepted, key file missing or unreadable
     │   ├── HostKeyUnknown          host not in known_hosts (fix: --accept-new-hosts)
     │   ├── HostKeyChanged          known_hosts has a different key (always fatal)
+    │   │   └── HostKeyRevoked      known_hosts marks the host's key @revoked
     │   ├── RemoteSetupFailed       python3 missing, workdir not writable, agent died
     │   └── HostDiskFull            no space left in the host's workdir (names the free space)
     ├── NoHostsAvailable            exit 3: every host is down or quarantined
@@ -82,6 +83,10 @@ class HostKeyUnknown(HostError):
 
 class HostKeyChanged(HostError):
     """known_hosts holds a different key for the host. Always fatal for that host."""
+
+
+class HostKeyRevoked(HostKeyChanged):
+    """known_hosts marks the key the host offers ``@revoked``. Always fatal for that host."""
 
 
 class RemoteSetupFailed(HostError):

@@ -90,14 +90,23 @@ def _list_hosts(inventory: str | None, hosts: str | None, as_json: bool) -> None
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 def gc_cmd(inventory: str | None, hosts: str | None, runs_dir: str, remove_all: bool,
            dry_run: bool) -> None:
-    """Remove remote run directories that crashed or interrupted runs left behind."""
+    """Remove remote run directories that crashed or interrupted runs left behind.
+
+    Runs whose master was killed are kept (each line says how to resume it) unless --all;
+    --dry-run lists exactly what a real gc would remove.
+    """
     from ..engine.gc import collect_garbage
 
     _need_hosts(inventory, hosts)
-    for item in collect_garbage(inventory, runs_dir, remove_all=remove_all, dry_run=dry_run,
-                                hosts=hosts):
+    items = collect_garbage(inventory, runs_dir, remove_all=remove_all, dry_run=dry_run,
+                            hosts=hosts)
+    for item in items:
         if "error" in item:
             click.echo(f"FAIL     {item['error']}")
         else:
-            verb = "removed" if item["removed"] else "kept"
-            click.echo(f"{verb:<8} {item['host']}:{item['path']} ({item['state']})")
+            verb = ("kept" if not item["remove"] else "would remove" if dry_run
+                    else "removed")
+            why = f" - {item['why']}" if item["why"] else ""
+            click.echo(f"{verb:<8} {item['host']}:{item['path']} ({item['state']}){why}")
+    if not any(item.get("remove") for item in items):
+        click.echo("nothing to remove")

@@ -63,6 +63,8 @@ class _RunCommand(click.Command):
 @click.option("--watch-inventory", is_flag=True,
               help="Re-read the inventory when it changes: new hosts join, removed hosts"
                    " drain; a broken edit is ignored with a warning.")
+@click.option("--allow-empty", is_flag=True,
+              help="Exit 0 when the inputs give no job (else: exit 2).")
 def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, hosts: str | None,
             timeout: str | None,
             max_retries: int | None, max_living: float | None, slots: int | None,
@@ -72,11 +74,12 @@ def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, hosts: 
             accept_new_hosts: bool, report_path: str | None = None, output: str | None = None,
             reducers: int | None = None, sort_memory: str | None = None,
             overwrite: bool = False, max_result_size: str | None = None,
-            watch_inventory: bool = False) -> None:
+            watch_inventory: bool = False, allow_empty: bool = False) -> None:
     """Run TARGET (file.py:Class or package.module:Class) on the jobs cut from INPUTS.
 
     Each input line is one job unless --split or --partitioner says otherwise; no INPUTS
-    (or -) reads standard input. A sshmr.MapReduce TARGET runs its steps over INPUTS
+    (or -) reads standard input. Inputs that give no job exit 2 (--allow-empty: 0).
+    A sshmr.MapReduce TARGET runs its steps over INPUTS
     (text files, .gz read transparently) and writes --output DIR. So does a mrjob.job.MRJob
     TARGET, unmodified; its own options go after -- (e.g. -- --stop-words-file w.txt).
     """
@@ -101,6 +104,9 @@ def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, hosts: 
     elif job_args is not None:
         raise ConfigError(f"options after -- ({' '.join(job_args)}) are for mrjob jobs, and"
                           f" {target} is not a mrjob.job.MRJob; put sshmr options before --")
+    if "-" in files and sys.stdin.isatty():  # else it would wait silently for the terminal
+        click.echo("sshmr: reading jobs from standard input, one per line; end it with Ctrl-D"
+                   " (or give INPUTS files)", err=True)
     if report_path:
         from ..views.report import check_output_path
 
@@ -123,7 +129,7 @@ def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, hosts: 
             watch_inventory=watch_inventory or None)
     if report_path:
         _write_report(result.run_dir, report_path, quiet)
-    _report(result, as_json, quiet)
+    _report(result, as_json, quiet, allow_empty=allow_empty)
 
 
 def _size(text: str | None, option: str) -> int | None:
@@ -151,7 +157,28 @@ def _write_report(run_dir: str, path: str, quiet: bool) -> None:
             click.echo(f"sshmr: report written to {path}", err=True)
 
 
-def _report(result: Any, as_json: bool, quiet: bool) -> None:
+def _say_setup_failures(run_dir: str) -> None:
+    """One line per distinct setup() error: the hosts it failed on, where the traceback is."""
+    from ..record.journal import Journal
+    from ..views.show import setup_what
+
+    journal = Journal(run_dir, readonly=True)
+    try:
+        failures, target = journal.setup_failures(), journal.meta().get("target", "")
+    finally:
+        journal.close()
+    by_error: dict[str, list[str]] = {}
+    for f in failures:
+        by_error.setdefault(f["error"], []).append(f["host"])
+    run_id = os.path.basename(run_dir)
+    for error, hosts in by_error.items():
+        click.echo(f"sshmr: {setup_what(error, target)} failed on {', '.join(hosts)}: {error}"
+                   f" (traceback: sshmr show {run_id} setup)", err=True)
+
+
+def _report(result: Any, as_json: bool, quiet: bool, allow_empty: bool = True) -> None:
+    if not quiet or result.state == "no_hosts":
+        _say_setup_failures(result.run_dir)
     bad = result.failed + result.unknown
     if bad and not quiet:  # each was reported as it happened; say where to read them
         click.echo(f"sshmr: {bad} job(s) failed or unknown: 'sshmr results --failed "
@@ -175,6 +202,10 @@ def _report(result: Any, as_json: bool, quiet: bool) -> None:
     code = EXIT.get(result.state, 1)
     if code == 0 and not result.ok:
         code = 1
+    if code == 0 and len(result) == 0 and not allow_empty:
+        click.echo("sshmr: warning: the inputs gave no job, nothing ran (exit 2); pass"
+                   " --allow-empty if an empty input is fine", err=True)
+        code = ConfigError.exit_code
     sys.exit(code)
 
 

@@ -79,26 +79,31 @@ def show_cmd(args: tuple[str, ...], runs_dir: str, as_json: bool) -> None:
     """One job whole: payload, state, result or error, and every attempt (host, slot,
     start, duration, reason, exit code, error, traceback, stdout/stderr tails).
 
-    JOB alone is a job of the latest run.
+    JOB alone is a job of the latest run. JOB ``setup`` shows each host's failed setup()
+    with its traceback.
     """
     from ..record.journal import Journal
     from ..record.runs import find_run
-    from ..views.show import format_job, job_detail
+    from ..views.show import format_job, format_setup, job_detail, setup_detail
 
     if len(args) > 2:
         raise ConfigError(f"show takes [RUN_ID] JOB, got {len(args)} arguments; e.g. "
                           "'sshmr show 7' or 'sshmr show RUN_ID 7'")
     run_id, job = (None, args[0]) if len(args) == 1 else args
-    if not job.isdigit():
-        raise ConfigError(f"JOB must be a job number like 7, not {job!r} "
+    if not job.isdigit() and job != "setup":
+        raise ConfigError(f"JOB must be a job number like 7 (or 'setup'), not {job!r} "
                           "('sshmr results' lists the jobs)")
     run_dir = find_run(runs_dir, run_id)
     journal = Journal(run_dir, readonly=True)
     try:
-        detail = job_detail(journal, run_dir, int(job))
+        detail = (setup_detail(journal, run_dir) if job == "setup"
+                  else job_detail(journal, run_dir, int(job)))
     finally:
         journal.close()
-    click.echo(json.dumps(detail) if as_json else format_job(detail))
+    if as_json:
+        click.echo(json.dumps(detail))
+    else:
+        click.echo(format_setup(detail) if job == "setup" else format_job(detail))
 
 
 @main.command("report")

@@ -35,6 +35,19 @@ def _run_state(runs_dir: str, run_id: str) -> str:
     return state if state == "interrupted" else "ended"
 
 
+def plan(run_id: str, state: str, remove_all: bool) -> tuple[bool, str]:
+    """Whether gc removes a run directory in ``state`` and, if it keeps it, why (a hint).
+
+    ``--dry-run`` and the real run both ask this, so the list is the same."""
+    if state == "running":
+        return False, "its master is running"
+    if state == "interrupted" and not remove_all:
+        return False, f"'sshmr resume {run_id}' continues it; 'sshmr gc --all' removes it"
+    if state == "foreign" and not remove_all:
+        return False, "not a run of this runs dir; 'sshmr gc --all' removes it"
+    return True, ""
+
+
 def collect_garbage(inventory: str | Inventory | None, runs_dir: str, *,
                     remove_all: bool = False, dry_run: bool = False,
                     hosts: str | None = None) -> list[dict[str, Any]]:
@@ -57,12 +70,13 @@ def collect_garbage(inventory: str | Inventory | None, runs_dir: str, *,
                 return found
             for run_id in sorted(names):
                 state = _run_state(runs_dir, run_id)
-                remove = state == "ended" or (remove_all and state != "running")
+                remove, why = plan(run_id, state, remove_all)
                 path = f"{workdir}/runs/{run_id}"
                 if remove and not dry_run:
                     t.rmtree(path)
                 found.append({"host": host.name, "path": path, "run_id": run_id,
-                              "state": state, "removed": remove and not dry_run})
+                              "state": state, "remove": remove, "why": why,
+                              "removed": remove and not dry_run})
         except HostError as exc:
             found.append({"host": host.name, "error": str(exc)})
         finally:

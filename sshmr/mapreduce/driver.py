@@ -19,6 +19,7 @@ counters, so ``sshmr resume`` continues at the step, phase and task where it sto
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -112,8 +113,10 @@ def run_mapreduce(job: MapReduce, items: Iterable[Any] | None = None, *,
     run_id, run_dir = create_run_dir(runs_dir)
     lock = RunLock(run_dir)
     journal = Journal(run_dir, create=True)
+    created = False
     try:
         os.makedirs(out_dir)
+        created = True
         launch.record_run(
             journal, run_id, runs_dir, code, bundle, config, inv,
             mapreduce={
@@ -129,6 +132,9 @@ def run_mapreduce(job: MapReduce, items: Iterable[Any] | None = None, *,
     finally:
         journal.close()
         lock.release()
+        if created:  # a run that wrote nothing must not block its own rerun
+            with contextlib.suppress(OSError):
+                os.rmdir(out_dir)  # only if empty: a finished run wrote _SUCCESS into it
     return run_dir
 
 

@@ -134,8 +134,8 @@ class RunView:
 def text_bar(fig: Figures) -> str:
     """``[#########.....] 512/1000 jobs  3 failed  16 running  120 jobs/s  4.2 s``."""
     total = max(fig.total, 1)
-    filled = int(BAR_WIDTH * fig.done / total)
-    parts = [f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {fig.done}/{fig.total} jobs"]
+    filled = int(BAR_WIDTH * fig.ended / total)  # cancelled jobs never ran: not filled
+    parts = [f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {fig.ended}/{fig.total} jobs"]
     if fig.failed:
         parts.append(f"{fig.failed} failed")
     if fig.running:
@@ -149,6 +149,8 @@ def text_bar(fig: Figures) -> str:
 
 def _host_line(h: Any) -> str:
     text = f"{h.name}: {h.state}, {h.busy} busy, {h.done} done"
+    if h.queued:
+        text += f", {h.queued} queued"
     if h.failed:
         text += f", {h.failed} failed"
     if h.mean_s is not None:
@@ -176,7 +178,7 @@ class _Widgets:
 
     def update(self, fig: Figures, lines: list[str]) -> None:
         self.bar.max = max(fig.total, 1)
-        self.bar.value = fig.done
+        self.bar.value = fig.ended
         if fig.finished:
             style = self.STYLE.get(fig.state, "warning")
             self.bar.bar_style = "danger" if style == "success" and fig.failed else style

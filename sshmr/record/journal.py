@@ -273,6 +273,17 @@ class Journal:
             "SELECT * FROM attempts WHERE state IN (?, ?) ORDER BY id",
             (AttemptState.DISPATCHED.value, AttemptState.RUNNING.value)).fetchall()
 
+    def setup_failures(self) -> list[dict[str, Any]]:
+        """The first failed ``setup()`` (or job code load) of each host that had one, in
+        time order: host, ts, error (one line) and the remote traceback."""
+        seen: dict[str, dict[str, Any]] = {}
+        for ts, host, message in self.db.execute(
+                "SELECT ts, host, message FROM events WHERE kind = 'setup_failed' ORDER BY id"):
+            error, _, tb = (message or "").partition("\n")
+            seen.setdefault(host, {"host": host, "ts": ts, "error": error,
+                                   "traceback": tb.strip("\n")})
+        return list(seen.values())
+
     def hosts(self) -> list[sqlite3.Row]:
         cur = self.db.cursor()
         cur.row_factory = sqlite3.Row

@@ -2,9 +2,10 @@
 
 The host's key is verified against the inventory's known_hosts file (``[host]:port`` for
 non-22 ports): an unknown host is refused unless ``accept_new`` (then its key is recorded,
-like ``StrictHostKeyChecking=accept-new``); a changed key is always refused. Our keys are
-the inventory's identity files (or ``~/.ssh``'s default ones), then the agent's; a private
-key file others may read is refused before connecting, as OpenSSH does.
+like ``StrictHostKeyChecking=accept-new``); a changed or ``@revoked`` key is always
+refused. The file is read by ``known_hosts`` (lines it cannot read are skipped, warned).
+Our keys are the inventory's identity files (or ``~/.ssh``'s default ones), then the
+agent's; a private key file others may read is refused before connecting, as OpenSSH does.
 """
 
 from __future__ import annotations
@@ -14,8 +15,15 @@ import threading
 
 import paramiko
 
-from ..errors import AuthenticationFailed, HostKeyChanged, HostKeyUnknown, HostUnreachable
+from ..errors import (
+    AuthenticationFailed,
+    HostKeyChanged,
+    HostKeyRevoked,
+    HostKeyUnknown,
+    HostUnreachable,
+)
 from ..inventory import Host, key_file_problem
+from . import known_hosts as known_hosts_file
 
 DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 _KNOWN_HOSTS_LOCK = threading.Lock()
@@ -37,14 +45,16 @@ def verify_host_key(t: paramiko.Transport, h: Host, known_hosts: str, accept_new
     key = t.get_remote_server_key()
     name = known_hosts_name(h.hostname, h.port)
     with _KNOWN_HOSTS_LOCK:
-        keys = paramiko.HostKeys()
-        if os.path.exists(known_hosts):
-            try:
-                keys.load(known_hosts)
-            except (OSError, paramiko.SSHException) as exc:
-                raise HostKeyUnknown(h.name, f"cannot read {known_hosts}: {exc}") from None
-        known = keys.lookup(name)
-        if known is None:
+        try:
+            keys = known_hosts_file.load(known_hosts)
+        except OSError as exc:
+            raise HostKeyUnknown(h.name, f"cannot read {known_hosts}: {exc}") from None
+        if keys.is_revoked(name, key):
+            raise HostKeyRevoked(
+                h.name, f"the {key.get_name()} key of {name} is marked @revoked in "
+                f"{known_hosts}; nothing was sent. The host must get a new key")
+        known = keys.keys_for(name)
+        if not known:
             if not accept_new:
                 raise HostKeyUnknown(
                     h.name, f"host key for {name} ({key.get_name()}) is not in "
@@ -52,7 +62,7 @@ def verify_host_key(t: paramiko.Transport, h: Host, known_hosts: str, accept_new
                     " it (like ssh -o StrictHostKeyChecking=accept-new)")
             _record_key(known_hosts, name, key)
             return
-        if known.get(key.get_name()) == key:
+        if key in known:
             return
         raise HostKeyChanged(
             h.name, f"REMOTE HOST IDENTIFICATION HAS CHANGED: the {key.get_name()} key of "

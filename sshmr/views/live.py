@@ -61,17 +61,12 @@ def render(fig: Figures) -> RenderableType:
     bar = Table.grid(padding=(0, 1))
     bar.add_column(width=BAR_WIDTH)
     bar.add_column(no_wrap=True)
-    bar.add_row(ProgressBar(total=max(fig.total, 1), completed=fig.done, width=BAR_WIDTH),
-                f"{fig.done}/{fig.total} jobs"
-                + (f" {100 * fig.done // fig.total}%" if fig.total else "")
+    # Cancelled jobs never ran: a cancelled or halted run shows how much of it was done.
+    bar.add_row(ProgressBar(total=max(fig.total, 1), completed=fig.ended, width=BAR_WIDTH),
+                f"{fig.ended}/{fig.total} jobs"
+                + (f" {100 * fig.ended // fig.total}%" if fig.total else "")
                 + f"  {fig.jobs_per_s:.1f} jobs/s{eta}")
-    counts = Text.assemble(
-        ("succeeded ", "dim"), (str(fig.succeeded), "green"), ("  running ", "dim"),
-        (str(fig.running), "cyan"), ("  failed ", "dim"),
-        (str(fig.failed), "red" if fig.failed else ""), ("  queued ", "dim"), str(fig.queued),
-        ("  unknown ", "dim"), (str(fig.unknown), "red" if fig.unknown else ""),
-        ("  cancelled ", "dim"), str(fig.cancelled), ("  attempts ", "dim"), str(fig.attempts))
-    parts: list[RenderableType] = [head, bar, counts]
+    parts: list[RenderableType] = [head, bar, counts_line(fig)]
     if fig.mapreduce:
         parts.append(_phases(fig.mapreduce))
     if fig.hosts:
@@ -87,6 +82,28 @@ def render(fig: Figures) -> RenderableType:
     if fig.message and fig.finished:
         parts.append(Text(fig.message, style="dim"))
     return Group(*parts)
+
+
+def counts_line(fig: Figures) -> Text:
+    """``succeeded 52  running 6  failed 3  queued 99  attempts 66``: running and queued
+    while the run runs, unknown and cancelled when there are some, so that it fits 80
+    columns."""
+    parts: list[tuple[str, int, str]] = [("succeeded", fig.succeeded, "green")]
+    if not fig.finished or fig.running:
+        parts.append(("running", fig.running, "cyan"))
+    parts.append(("failed", fig.failed, "red" if fig.failed else ""))
+    if not fig.finished or fig.queued:
+        parts.append(("queued", fig.queued, ""))
+    if fig.unknown:
+        parts.append(("unknown", fig.unknown, "red"))
+    if fig.cancelled:
+        parts.append(("cancelled", fig.cancelled, ""))
+    parts.append(("attempts", fig.attempts, ""))
+    line = Text()
+    for i, (label, n, style) in enumerate(parts):
+        line.append(("  " if i else "") + label + " ", style="dim")
+        line.append(str(n), style=style)
+    return line
 
 
 def _phases(mr: dict) -> Text:
@@ -112,27 +129,28 @@ def _phases(mr: dict) -> Text:
 
 
 def _hosts_table(fig: Figures) -> Table:
-    rows = [[h.name, h.state, str(h.slots or "-"), str(h.busy), str(h.done), str(h.failed),
-             "-" if h.mean_s is None else f"{h.mean_s:.2f}s", h.error or ""]
+    rows = [[h.name, h.state, str(h.slots or "-"), str(h.busy), str(h.queued), str(h.done),
+             str(h.failed), "-" if h.mean_s is None else f"{h.mean_s:.2f}s", h.error or ""]
             for h in fig.hosts[:MAX_HOST_ROWS]]
     if len(fig.hosts) > MAX_HOST_ROWS:
         rest = fig.hosts[MAX_HOST_ROWS:]
         rows.append([f"+{len(rest)} more", "", str(sum(h.slots or 0 for h in rest)),
-                     str(sum(h.busy for h in rest)), str(sum(h.done for h in rest)),
-                     str(sum(h.failed for h in rest)), "", ""])
+                     str(sum(h.busy for h in rest)), str(sum(h.queued for h in rest)),
+                     str(sum(h.done for h in rest)), str(sum(h.failed for h in rest)), "", ""])
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False,
                   show_edge=False)
     # Widths given (not measured by rich): a frame costs half as much CPU.
-    for i, name in enumerate(("host", "state", "slots", "busy", "done", "failed", "mean")):
+    for i, name in enumerate(("host", "state", "slots", "busy", "queued", "done", "failed",
+                              "mean")):
         width = max(len(name), *(len(r[i]) for r in rows))
         table.add_column(name, justify="left" if i < 2 else "right", no_wrap=True,
                          width=min(width, 24), overflow="ellipsis")
     table.add_column("last error")  # wrappable: the first to give way when columns are few
     for r in rows:
-        failed = int(r[5])
-        table.add_row(*r[:1], Text(r[1], STATE_STYLE.get(r[1], "")), *r[2:5],
-                      Text(r[5], "red" if failed else ""), r[6],
-                      Text(r[7], "dim", no_wrap=True, overflow="ellipsis"))
+        failed = int(r[6])
+        table.add_row(*r[:1], Text(r[1], STATE_STYLE.get(r[1], "")), *r[2:6],
+                      Text(r[6], "red" if failed else ""), r[7],
+                      Text(r[8], "dim", no_wrap=True, overflow="ellipsis"))
     return table
 
 

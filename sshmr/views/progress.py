@@ -34,6 +34,9 @@ class Snapshot:
     failures: list[dict[str, Any]]  # the latest failed attempts (up to 200), newest first
     held: bool = True  # a master holds the run (False: it ended or its master died)
     mapreduce: dict[str, Any] | None = None  # phase_counts() of a MapReduce run
+    started_jobs: int | None = None  # jobs with a started attempt (None: count RUNNING jobs)
+    per_host_queued: dict[str, int] = field(default_factory=dict)  # dispatched, not started
+    last_activity: float | None = None  # the journal's latest event or attempt time
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class HostFigures:
     failed: int
     mean_s: float | None
     error: str | None
+    queued: int = 0  # attempts sent to the host (prefetched) that have not started yet
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,9 @@ class Figures:
     target: str
     total: int
     succeeded: int
-    running: int
+    running: int  # jobs with a started attempt (not those only queued on a host)
     failed: int
-    queued: int
+    queued: int  # jobs waiting: in the master's queue or prefetched by a host
     unknown: int
     cancelled: int
     attempts: int
@@ -72,6 +76,11 @@ class Figures:
     @property
     def done(self) -> int:
         return self.succeeded + self.failed + self.unknown + self.cancelled
+
+    @property
+    def ended(self) -> int:
+        """Jobs that ran to an end (cancelled ones did not): what the progress bar fills."""
+        return self.succeeded + self.failed + self.unknown
 
     @property
     def finished(self) -> bool:
@@ -104,12 +113,15 @@ def read_snapshot(journal: Journal, held: bool = True, now: float | None = None)
         per_host: dict[str, tuple[int, int, int, float | None]] = {}
         first = None
         attempts = 0
-        for host, busy, done, failed, mean, started, n in db.execute(
-                "SELECT host, SUM(state IN ('DISPATCHED', 'RUNNING')), SUM(state = 'SUCCEEDED'),"
+        queued: dict[str, int] = {}
+        for host, busy, waiting, done, failed, mean, started, n in db.execute(
+                "SELECT host, SUM(state = 'RUNNING'), SUM(state = 'DISPATCHED'),"
+                " SUM(state = 'SUCCEEDED'),"
                 " SUM(state = 'FAILED' AND COALESCE(reason, '') NOT IN (?, ?)),"
                 " AVG(CASE WHEN state = 'SUCCEEDED' THEN duration END), MIN(dispatched),"
                 " COUNT(*) FROM attempts GROUP BY host", QUIET_REASONS):
             per_host[host] = (busy, done, failed, mean)
+            queued[host] = waiting or 0
             first = started if first is None else min(first, started)
             attempts += n
         cur = db.execute(
@@ -121,13 +133,24 @@ def read_snapshot(journal: Journal, held: bool = True, now: float | None = None)
         recent_failures = [dict(zip(cols, row, strict=True)) for row in cur]
         hosts = [dict(h) for h in journal.hosts()]
         mapreduce = phase_counts(journal, meta)
+        started_jobs = db.execute("SELECT COUNT(DISTINCT job) FROM attempts"
+                                  " WHERE state = 'RUNNING'").fetchone()[0]
+        last = last_activity(journal)
     finally:
         db.execute("COMMIT")
     last_error: dict[str, str] = {}
     for f in recent_failures:
         last_error.setdefault(f["host"], _one_line(f["error"] or f["reason"]))
     return Snapshot(now, meta, counts, recent, first, attempts, hosts, per_host, last_error,
-                    recent_failures, held, mapreduce)
+                    recent_failures, held, mapreduce, started_jobs, queued, last)
+
+
+def last_activity(journal: Journal) -> float | None:
+    """When the journal last recorded anything: an event, or an attempt's dispatch, start
+    or end. A run whose master was killed ended about then."""
+    return journal.db.execute(
+        "SELECT MAX(t) FROM (SELECT MAX(ts) AS t FROM events UNION ALL SELECT"
+        " MAX(COALESCE(ended, started, dispatched)) FROM attempts)").fetchone()[0]
 
 
 def figures(snap: Snapshot) -> Figures:
@@ -138,12 +161,19 @@ def figures(snap: Snapshot) -> Figures:
         state = "interrupted"
     done = c["SUCCEEDED"] + c["FAILED"] + c["UNKNOWN"] + c["CANCELLED"]
     left = c["PENDING"] + c["RUNNING"]
+    running = c["RUNNING"] if snap.started_jobs is None else min(snap.started_jobs,
+                                                                 c["RUNNING"])
     if state == "running":
         elapsed = snap.taken_at - float(meta.get("created") or snap.taken_at)
         since = snap.taken_at - (snap.first_dispatch or snap.taken_at)
         window = min(RATE_WINDOW, since)
         rate = snap.recent_done / window if window > 0.5 else 0.0
         eta = left / rate if rate > 0 else (0.0 if left == 0 else None)
+    elif state == "interrupted":  # its master died: it ended with the journal's last word
+        created = float(meta.get("created") or snap.taken_at)
+        elapsed = (snap.last_activity or created) - created
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = None
     else:
         elapsed = float(meta.get("elapsed_s") or 0.0)
         rate = done / elapsed if elapsed > 0 else 0.0
@@ -152,12 +182,15 @@ def figures(snap: Snapshot) -> Figures:
     fleet = meta.get("fleet") or {}
     for row in snap.hosts:
         busy, ok, failed, mean = snap.per_host.get(row["name"], (0, 0, 0, None))
-        row = dict(row, state=host_state(row["name"], row["state"], busy or 0, fleet))
+        waiting = snap.per_host_queued.get(row["name"], 0)
+        row = dict(row, state=host_state(row["name"], row["state"], (busy or 0) + waiting,
+                                         fleet))
         error = row.get("error") or snap.host_last_error.get(row["name"])
         if error and error.startswith(f"{row['name']}: "):
             error = error[len(row["name"]) + 2:]  # the row already names the host
         hosts.append(HostFigures(row["name"], row["state"], row.get("slots"), busy or 0, ok or 0,
-                                 failed or 0, mean, _one_line(error) if error else None))
+                                 failed or 0, mean, _one_line(error) if error else None,
+                                 waiting))
     failures: list[dict[str, Any]] = []
     for f in snap.failures:  # newest first: each job's latest failed attempt
         if len(failures) < LATEST_FAILURES and all(x["job"] != f["job"] for x in failures):
@@ -165,8 +198,9 @@ def figures(snap: Snapshot) -> Figures:
                                  retried=f["state"] not in ("FAILED", "UNKNOWN")))
     return Figures(
         run_id=str(meta.get("run_id", "")), state=state, target=str(meta.get("target", "")),
-        total=sum(c.values()), succeeded=c["SUCCEEDED"], running=c["RUNNING"],
-        failed=c["FAILED"], queued=c["PENDING"], unknown=c["UNKNOWN"], cancelled=c["CANCELLED"],
+        total=sum(c.values()), succeeded=c["SUCCEEDED"], running=running,
+        failed=c["FAILED"], queued=c["PENDING"] + c["RUNNING"] - running,
+        unknown=c["UNKNOWN"], cancelled=c["CANCELLED"],
         attempts=snap.attempts, elapsed_s=max(elapsed, 0.0), jobs_per_s=rate, eta_s=eta,
         hosts=hosts, failures=failures, message=str(meta.get("message") or ""),
         mapreduce=snap.mapreduce)
@@ -188,7 +222,7 @@ def status_info(fig: Figures, hosts: list[dict[str, Any]]) -> dict[str, Any]:
     per_host = {h.name: h for h in fig.hosts}
     for h in hosts:
         f = per_host[h["name"]]
-        h.update(busy=f.busy, done=f.done, failed=f.failed,
+        h.update(busy=f.busy, queued=f.queued, done=f.done, failed=f.failed,
                  mean_runtime_s=None if f.mean_s is None else round(f.mean_s, 4))
     counts = {"PENDING": fig.queued, "RUNNING": fig.running, "SUCCEEDED": fig.succeeded,
               "FAILED": fig.failed, "UNKNOWN": fig.unknown, "CANCELLED": fig.cancelled}

@@ -25,7 +25,8 @@ from ..record.results import decode_input
 from ..record.runs import run_state
 from . import charts as charts
 from .changes import fleet_changes, timeout_changes
-from .progress import host_state
+from .progress import host_state, last_activity
+from .show import setup_what
 
 TEMPLATE = "report.html.j2"
 MAX_FAILED_SHOWN = 200  # failed/unknown jobs detailed in full; the rest are counted
@@ -102,6 +103,8 @@ def build_model(journal: Journal, run_dir: str, now: float | None = None) -> dic
     created = float(meta.get("created") or now)
     final = state not in ("running", "interrupted")
     elapsed = float(meta.get("elapsed_s") or 0.0) if final else now - created
+    if state == "interrupted":  # its master died: it ended with the journal's last word
+        elapsed = (last_activity(journal) or created) - created
     config = meta.get("config") or {}
     total = sum(counts.values())
     durations = sorted(a["duration"] for a in attempts
@@ -114,6 +117,7 @@ def build_model(journal: Journal, run_dir: str, now: float | None = None) -> dic
         "run_id": meta.get("run_id", os.path.basename(run_dir)),
         "target": meta.get("target", ""),
         "state": state,
+        "badge": _badge(state, counts),
         "message": meta.get("message", ""),
         "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created)),
         "generated": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)),
@@ -133,8 +137,19 @@ def build_model(journal: Journal, run_dir: str, now: float | None = None) -> dic
                       "count": sum(1 for d in durations if straggler_at and d > straggler_at),
                       "slowest": _slowest(attempts, straggler_at)},
         "failed": _failed(journal, attempts),
+        "setup_failures": [dict(f, what=setup_what(f["error"], meta.get("target", "")),
+                                error=_clip(f["error"], MAX_TEXT),
+                                traceback=_clip(f["traceback"], MAX_TEXT))
+                           for f in journal.setup_failures()],
         "mapreduce": _mapreduce(journal),
     }
+
+
+def _badge(state: str, counts: dict[str, int]) -> dict[str, str]:
+    """The run's state badge: a run that ended with failed or unknown jobs is not green."""
+    if state == "done" and (counts.get("FAILED") or counts.get("UNKNOWN")):
+        return {"css": "done_failures", "label": "done with failures"}
+    return {"css": state, "label": state}
 
 
 def _exit_code(state: str, counts: dict[str, int], total: int) -> int:

@@ -1,5 +1,6 @@
 """``sshmr show``: one job whole, from the journal: payload, state, result and every attempt
-(host, slot, start, duration, reason, exit code, error, traceback, output tails)."""
+(host, slot, start, duration, reason, exit code, error, traceback, output tails); or, for
+``sshmr show [RUN_ID] setup``, each host's failed ``setup()`` with its traceback."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def job_detail(journal: Journal, run_dir: str, job: int) -> dict[str, Any]:
     out["run_id"] = os.path.basename(run_dir)
     out["reason"] = row[0]
     out["error"] = found.error
+    out["setup_failures"] = journal.setup_failures()
     out["attempt_list"] = [
         {"attempt": a["number"], "id": a["id"], "host": a["host"], "slot": a["slot"],
          "state": a["state"], "reason": a["reason"], "dispatched": a["dispatched"],
@@ -49,6 +51,9 @@ def format_job(d: dict[str, Any]) -> str:
         lines.append(f"  error:   {d.get('error') or d.get('reason')}")
         if d.get("reason"):
             lines.append(f"  reason:  {d['reason']}")
+    for f in d.get("setup_failures", []):
+        lines.append(f"  {setup_what(f['error'])} failed on {f['host']}: {f['error']} "
+                     f"(its traceback: sshmr show {d['run_id']} setup)")
     for a in d["attempt_list"]:
         start = a["started"] or a["dispatched"]
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start)) if start else "-"
@@ -72,3 +77,31 @@ def _text(value: Any) -> str:
     if len(text) > RESULT_PREVIEW:
         return text[:RESULT_PREVIEW] + f"... ({len(text)} characters; sshmr show --json)"
     return text
+
+
+def setup_what(error: str, target: str = "") -> str:
+    """What failed: the job code's import, or its ``setup()``."""
+    if error.startswith("cannot load the job code"):
+        return "loading the job code"
+    cls = target.rpartition(":")[2]
+    return f"setup() of {cls}" if cls else "setup()"
+
+
+def setup_detail(journal: Journal, run_dir: str) -> dict[str, Any]:
+    """``sshmr show RUN setup``: each host's first failed setup(), as JSON-able data."""
+    return {"run_id": os.path.basename(run_dir), "target": journal.meta().get("target", ""),
+            "setup_failures": journal.setup_failures()}
+
+
+def format_setup(d: dict[str, Any]) -> str:
+    """The text ``sshmr show RUN setup`` prints."""
+    failures = d["setup_failures"]
+    if not failures:
+        return f"run {d['run_id']}: no setup() failed"
+    lines = []
+    for f in failures:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f["ts"]))
+        lines.append(f"{setup_what(f['error'], d['target'])} failed on {f['host']} at {when}:"
+                     f" {f['error']}")
+        lines.extend("    " + x for x in f["traceback"].splitlines())
+    return "\n".join(lines)

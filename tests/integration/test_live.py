@@ -127,7 +127,7 @@ def test_live_view_on_a_terminal(cluster, tmp_path):
         assert h.address in out
     final = out[out.rindex("sshmr 2"):]  # the last frame, left on the screen
     assert " done " in final and "24/24 jobs 100%" in final
-    assert "succeeded 20  running 0  failed 4" in final
+    assert "succeeded 20  failed 4  attempts" in final
     assert "run " in final and "done: 20/24 succeeded, 4 failed" in final
 
 
@@ -147,7 +147,7 @@ def test_ctrl_c_stops_the_live_view_cleanly(tmp_path):
     assert time.monotonic() - sent[0] < 20
     assert "Traceback" not in out
     final = out[out.rindex("sshmr 2"):]
-    assert "cancelled" in final and "4/4 jobs" in final
+    assert "cancelled" in final and "0/4 jobs 0%" in final  # what was done, not 100%
 
 
 def test_status_watch_follows_a_run_to_its_end(tmp_path):

@@ -66,7 +66,7 @@ def test_cli_run_report_has_one_bar_per_attempt(chromium, tmp_path):
     assert bars(opened) == attempts
     assert opened.page.locator("#timeline rect.agg").count() == 0
     assert text(opened, "#run-id") == summary["run_id"]
-    assert text(opened, "#run-state") == "DONE"  # CSS upper-cases the badge
+    assert text(opened, "#run-state") == "DONE WITH FAILURES"  # CSS upper-cases the badge
     cards = text(opened, "#summary")
     assert "12\njobs" in cards and "6\nfailed" in cards and "18\nattempts" in cards
     assert "1\nexit code" in cards

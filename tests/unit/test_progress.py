@@ -127,3 +127,84 @@ def test_the_view_fits_100_columns_and_names_every_host():
     assert "ETA 0:05" in text and "2.0 jobs/s" in text
     assert text.count("job 1") == 5 and "latest failures" in text
     assert "28/30 jobs" not in text and "20/30 jobs 66%" in text
+
+
+def test_prefetched_jobs_are_queued_not_busy(tmp_path):
+    import time
+
+    j = _journal(tmp_path, time.time() - 5)
+    j.host("h1", "up", slots=2)
+    for attempt in range(1, 3):  # started on both slots
+        _attempt(j, attempt, attempt, "h1")
+    for attempt in range(3, 7):  # prefetched behind them: sent, not started
+        j.dispatch(attempt, attempt, 1, "h1", 0)
+    j.flush()
+    reader = Journal(str(tmp_path), readonly=True)
+    try:
+        fig = figures(read_snapshot(reader, held=True))
+    finally:
+        reader.close()
+        j.close()
+    h1 = fig.hosts[0]
+    assert (h1.slots, h1.busy, h1.queued) == (2, 2, 4)  # not "busy 6" on 2 slots
+    assert (fig.running, fig.queued) == (2, 6)  # 2 started; 4 prefetched + 2 never sent
+    console = Console(record=True, width=100)
+    console.print(render(fig))
+    text = console.export_text()
+    assert "running 2  failed 0  queued 6" in text
+    header = next(line for line in text.splitlines() if line.lstrip().startswith("host"))
+    assert header.split()[:6] == ["host", "state", "slots", "busy", "queued", "done"]
+
+
+def test_a_cancelled_or_halted_run_shows_what_was_done_not_100_percent():
+    for state in ("cancelled", "halted"):
+        fig = figures(_snap(meta={"run_id": "R", "created": 980.0, "state": state,
+                                  "elapsed_s": 10.0},
+                            counts={"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 18, "FAILED": 2,
+                                    "UNKNOWN": 0, "CANCELLED": 20}))
+        console = Console(record=True, width=100)
+        console.print(render(fig))
+        text = console.export_text()
+        assert "20/40 jobs 50%" in text and "40/40" not in text and "100%" not in text
+
+
+def test_a_run_whose_master_was_killed_ends_with_its_last_journal_entry(tmp_path):
+    import time
+
+    created = time.time() - 3600  # an hour ago; the master was killed 70 s after the start
+    j = _journal(tmp_path, created)
+    _attempt(j, 1, 1, "h1", state=AttemptState.SUCCEEDED, dur=1.0)
+    j.db.execute("UPDATE attempts SET dispatched = ?, started = ?, ended = ?",
+                 (created + 10, created + 11, created + 12))
+    j.event("host_up", "h1 up", host="h1")
+    j.flush()
+    j.db.execute("UPDATE events SET ts = ?", (created + 70,))
+    j.db.commit()
+    reader = Journal(str(tmp_path), readonly=True)
+    try:
+        fig = figures(read_snapshot(reader, held=False))
+    finally:
+        reader.close()
+        j.close()
+    assert fig.state == "interrupted"
+    assert 69 < fig.elapsed_s < 71  # not 0:00, nor the hour since
+    console = Console(record=True, width=100)
+    console.print(render(fig))
+    assert "1:10 elapsed" in console.export_text()
+
+
+def test_the_counts_line_fits_80_columns():
+    from sshmr.views.live import counts_line
+
+    fig = figures(_snap(counts={"PENDING": 9000, "RUNNING": 64, "SUCCEEDED": 10000,
+                                "FAILED": 120, "UNKNOWN": 0, "CANCELLED": 0}, attempts=10250))
+    assert not fig.finished
+    line = counts_line(fig).plain
+    assert len(line) <= 80, line
+    assert line == ("succeeded 10000  running 64  failed 120  queued 9000  attempts 10250")
+    some = figures(_snap(meta={"run_id": "R", "created": 980.0, "state": "cancelled",
+                               "elapsed_s": 10.0},
+                         counts={"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 900, "FAILED": 20,
+                                 "UNKNOWN": 3, "CANCELLED": 77}, attempts=990))
+    line = counts_line(some).plain
+    assert line == "succeeded 900  failed 20  unknown 3  cancelled 77  attempts 990"

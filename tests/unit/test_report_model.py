@@ -81,6 +81,9 @@ def test_model_of_a_synthetic_run(tmp_path):
         journal.close()
     assert model["total"] == 300 and model["state"] == "done" and model["exit_code"] == 1
     assert model["counts"]["FAILED"] == len(model["failed"]["jobs"]) == 3
+    # done, but with failures: not the green badge (issue 22)
+    assert model["badge"] == {"css": "done_failures", "label": "done with failures"}
+    assert "done_failures" in render(model) and ">done with failures<" in render(model)
     assert all(len(j["attempts"]) == 3 for j in model["failed"]["jobs"])
     assert [h["name"] for h in model["hosts"]] == ["node1.example.net", "node2.example.net"]
     assert sum(h["attempts"] for h in model["hosts"]) == model["attempt_count"]

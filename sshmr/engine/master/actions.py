@@ -148,7 +148,7 @@ class Actions(MasterState):
         self.journal.host(a.host, "quarantined", error=f"{a.reason}; {error}".strip("; "))
         self.journal.event("quarantined", a.reason, host=a.host)
         self._say_host(a.host, "quarantined",
-                       f"host {a.host} quarantined: {a.reason} {error}".rstrip())
+                       f"host {a.host} quarantined: {a.reason}; {error}".rstrip("; "))
 
     def _do_TimeoutChanged(self, a: s.TimeoutChanged) -> None:
         median = "" if a.median is None else f" (median runtime {a.median:.3f}s)"

@@ -176,7 +176,8 @@ class Inbound(MasterState):
             failed_start = msg.get("reason") == "setup"
             if failed_start:
                 error = msg.get("error") or "worker setup failed"
-                self.host_errors[session.name] = f"{session.name}: {error}"
+                what = "" if error.startswith("cannot load the job code") else "setup() failed: "
+                self.host_errors[session.name] = f"{session.name}: {what}{error}"
                 self.journal.event("setup_failed", f"{error}\n{msg.get('tb') or ''}",
                                    host=session.name)
             return [s.SlotDown((session.name, msg["slot"]), msg.get("reason", ""), failed_start)]
