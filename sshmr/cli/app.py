@@ -23,10 +23,32 @@ def _fail(exc: SshmrError) -> None:
     sys.exit(exc.exit_code)
 
 
+def _usage(exc: click.UsageError) -> None:
+    """A usage error on one line, like any other error: ``sshmr: error: No such option
+    '--nope' (see 'sshmr run --help')``; exit 2."""
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    where = exc.ctx.command_path if exc.ctx is not None else "sshmr"
+    click.echo(f"sshmr: error: {message} (see '{where} --help')", err=True)
+    sys.exit(exc.exit_code)
+
+
 class _Group(click.Group):
+    """The main group: an ``SshmrError`` or a usage error (bad option or argument, unknown
+    command, here or in a subcommand) ends as one ``sshmr: error:`` line."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            _usage(exc)
+            raise  # not reached: _usage exits
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            _usage(exc)
         except SshmrError as exc:
             _fail(exc)
         except KeyboardInterrupt:
