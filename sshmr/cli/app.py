@@ -56,7 +56,7 @@ class _Group(click.Group):
             sys.exit(130)
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sshmr")
 def main() -> None:
     """Run jobs and MapReduce over plain SSH servers (or locally, with no inventory)."""

@@ -22,3 +22,13 @@ def test_usage_errors_are_one_line(tmp_path, args, said):
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [said], proc.stderr
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("args", [["-h"], ["run", "-h"], ["hosts", "-h"],
+                                  ["hosts", "drain", "-h"], ["status", "-h"]])
+def test_dash_h_is_help_everywhere(tmp_path, args):
+    proc = sshmr_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"Usage: sshmr {' '.join(args[:-1])}".rstrip() + " ")
+    assert "-h, --help" in proc.stdout
+    assert proc.stdout == sshmr_cli(*args[:-1], "--help", cwd=tmp_path).stdout
