@@ -32,3 +32,26 @@ def test_dash_h_is_help_everywhere(tmp_path, args):
     assert proc.stdout.startswith(f"Usage: sshmr {' '.join(args[:-1])}".rstrip() + " ")
     assert "-h, --help" in proc.stdout
     assert proc.stdout == sshmr_cli(*args[:-1], "--help", cwd=tmp_path).stdout
+
+
+NO_DEFAULT = {"target", "inputs", "inventory", "partitioner", "report_path", "output"}
+
+
+def test_run_help_says_every_default():
+    from sshmr.cli.run import run_cmd
+    from sshmr.engine.config import DEFAULT_MAX_RETRIES
+
+    for param in run_cmd.params:
+        if param.name in NO_DEFAULT or getattr(param, "is_flag", False):
+            continue
+        help_text = (param.help or "").lower()
+        assert "default" in help_text or param.show_default, param.name  # type: ignore[attr-defined]
+    options = {p.name: p for p in run_cmd.params}
+    assert f"default {DEFAULT_MAX_RETRIES}," in options["max_retries"].help  # type: ignore[attr-defined]
+
+
+def test_run_help_shows_them(tmp_path):
+    out = " ".join(sshmr_cli("run", "--help", cwd=tmp_path).stdout.split())
+    assert "[default: sshmr-runs]" in out
+    assert "default 3, or the job class's max_retries" in out
+    assert "default 21600, or the job class's max_living" in out
