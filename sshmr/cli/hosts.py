@@ -11,7 +11,8 @@ import click
 from .app import RUNS_DIR, main
 
 
-@main.group("hosts", invoke_without_command=True)
+@main.group("hosts", invoke_without_command=True,
+            short_help="Check the hosts; drain, undrain or add them mid-run.")
 @click.option("-i", "--inventory", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--accept-new-hosts", is_flag=True)
@@ -45,7 +46,7 @@ def hosts_cmd(ctx: click.Context, inventory: str | None, as_json: bool,
     sys.exit(0 if all(r["ok"] for r in reports) else 1)
 
 
-@main.command("gc")
+@main.command("gc", short_help="Remove remote run directories left behind.")
 @click.option("-i", "--inventory", required=True, type=click.Path(dir_okay=False))
 @RUNS_DIR
 @click.option("--all", "remove_all", is_flag=True,

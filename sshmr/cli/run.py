@@ -25,7 +25,7 @@ class _RunCommand(click.Command):
         return super().parse_args(ctx, args)
 
 
-@main.command("run", cls=_RunCommand)
+@main.command("run", cls=_RunCommand, short_help="Run a job class or a MapReduce over the inputs.")
 @click.argument("target")
 @click.argument("inputs", nargs=-1)
 @click.option("-i", "--inventory", type=click.Path(dir_okay=False),
@@ -217,7 +217,7 @@ def _report(result: Any, as_json: bool, quiet: bool, allow_empty: bool = True) -
     sys.exit(code)
 
 
-@main.command("resume")
+@main.command("resume", short_help="Continue a run whose master died.")
 @click.argument("run_id", required=False)
 @click.option("-i", "--inventory", type=click.Path(dir_okay=False),
               help="Inventory to use instead of the one the run started with.")

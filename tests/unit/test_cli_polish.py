@@ -55,3 +55,33 @@ def test_run_help_shows_them(tmp_path):
     assert "[default: sshmr-runs]" in out
     assert "default 3, or the job class's max_retries" in out
     assert "default 21600, or the job class's max_living" in out
+
+
+def _commands(group, path=("sshmr",)):
+    import click
+
+    for name, cmd in group.commands.items():
+        yield (*path, name), cmd
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, (*path, name))
+
+
+def test_command_summaries_are_whole_sentences():
+    from sshmr.cli import main
+
+    listed = dict(_commands(main))
+    assert {"run", "status", "hosts", "gc", "replay"} <= {p[1] for p in listed}
+    for path, cmd in listed.items():
+        summary = cmd.get_short_help_str(limit=45)
+        assert cmd.short_help and summary == cmd.short_help, path  # never cut by click
+        assert summary.endswith(".") and "..." not in summary, path
+        assert len(path[-1]) + len(summary) <= 70, path  # one line in 80 columns
+
+
+@pytest.mark.parametrize("args", [[], ["hosts"]])
+def test_help_lists_commands_without_ellipsis(tmp_path, monkeypatch, args):
+    monkeypatch.setenv("COLUMNS", "80")
+    out = sshmr_cli(*args, "--help", cwd=tmp_path).stdout
+    commands = out.split("Commands:\n", 1)[1].splitlines()
+    assert commands and all("..." not in line and len(line) <= 80 for line in commands), out
+    assert all(line.startswith("  ") and len(line.split(None, 1)) == 2 for line in commands)
