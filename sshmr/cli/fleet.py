@@ -39,7 +39,7 @@ def _send(op: str, args: tuple[str, ...], runs_dir: str) -> None:
     click.echo(f"run {name}: {answer.get('message')}")
 
 
-@hosts_cmd.command("drain")
+@hosts_cmd.command("drain", short_help="Let a host finish its jobs and get no new ones.")
 @click.argument("args", nargs=-1, required=True, metavar="[RUN_ID] HOST")
 @RUNS_DIR
 def drain_cmd(args: tuple[str, ...], runs_dir: str) -> None:
@@ -47,7 +47,7 @@ def drain_cmd(args: tuple[str, ...], runs_dir: str) -> None:
     _send("drain", args, runs_dir)
 
 
-@hosts_cmd.command("undrain")
+@hosts_cmd.command("undrain", short_help="Give a drained host jobs again.")
 @click.argument("args", nargs=-1, required=True, metavar="[RUN_ID] HOST")
 @RUNS_DIR
 def undrain_cmd(args: tuple[str, ...], runs_dir: str) -> None:
@@ -55,7 +55,7 @@ def undrain_cmd(args: tuple[str, ...], runs_dir: str) -> None:
     _send("undrain", args, runs_dir)
 
 
-@hosts_cmd.command("add")
+@hosts_cmd.command("add", short_help="Bring hosts into a running run.")
 @click.argument("args", nargs=-1, required=True, metavar="[RUN_ID] HOST_OR_PATTERN")
 @RUNS_DIR
 def add_cmd(args: tuple[str, ...], runs_dir: str) -> None:

@@ -21,7 +21,8 @@ def _need_hosts(inventory: str | None, hosts: str | None) -> None:
                           " Host aliases of ~/.ssh/config)")
 
 
-@main.group("hosts", invoke_without_command=True)
+@main.group("hosts", invoke_without_command=True,
+            short_help="Check the hosts; drain, undrain or add them mid-run.")
 @INVENTORY
 @HOSTS
 @click.option("--json", "as_json", is_flag=True)
@@ -81,7 +82,7 @@ def _list_hosts(inventory: str | None, hosts: str | None, as_json: bool) -> None
                    f"  groups {groups}")
 
 
-@main.command("gc")
+@main.command("gc", short_help="Remove remote run directories left behind.")
 @INVENTORY
 @HOSTS
 @RUNS_DIR

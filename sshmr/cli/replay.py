@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from .app import RUNS_DIR, main
 
 
-@main.command("replay")
+@main.command("replay", short_help="Run one job of a run again here (--pdb).")
 @click.argument("args", nargs=-1, required=True, metavar="[RUN_ID] JOB")
 @RUNS_DIR
 @click.option("--attempt", type=int, help="Replay this attempt's input (default: the last).")

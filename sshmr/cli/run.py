@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from ..engine.config import DEFAULT_MAX_LIVING, DEFAULT_MAX_RETRIES
 from ..errors import ConfigError, SshmrError
 from .app import EXIT, HOSTS, RUNS_DIR, main
 
@@ -24,7 +25,7 @@ class _RunCommand(click.Command):
         return super().parse_args(ctx, args)
 
 
-@main.command("run", cls=_RunCommand)
+@main.command("run", cls=_RunCommand, short_help="Run a job class or a MapReduce over the inputs.")
 @click.argument("target")
 @click.argument("inputs", nargs=-1)
 @click.option("-i", "--inventory", type=click.Path(dir_okay=False),
@@ -33,17 +34,27 @@ class _RunCommand(click.Command):
 @HOSTS
 @click.option("--timeout", help="Seconds one attempt may run, or PCT%[:FLOOR[:CEILING]]:"
                                 " PCT% of the median runtime of the jobs that succeeded so far"
-                                " (e.g. 300% or 300%:10s:1h; floor 1s, ceiling max_living).")
-@click.option("--max-retries", type=int, help="Re-runs after a failure (0: never run twice).")
-@click.option("--max-living", type=float, help="Seconds a worker process lives at most.")
-@click.option("--slots", type=int, help="Worker slots per host (overrides the inventory).")
+                                " (e.g. 300% or 300%:10s:1h; floor 1s, ceiling max_living)."
+                                " Default: the job class's timeout, else none (only"
+                                " --max-living bounds an attempt).")
+@click.option("--max-retries", type=int,
+              help=f"Re-runs after a failure (0: never run twice); default {DEFAULT_MAX_RETRIES},"
+                   " or the job class's max_retries.")
+@click.option("--max-living", type=float,
+              help=f"Seconds a worker process lives at most; default {DEFAULT_MAX_LIVING:.0f},"
+                   " or the job class's max_living.")
+@click.option("--slots", type=int,
+              help="Worker slots per host (overrides the inventory); default: the inventory's,"
+                   " locally one per CPU.")
 @click.option("--split", help="lines (default), lines:N, files or bytes:SIZE.")
 @click.option("--partitioner", help="FILE.py:Class, a sshmr.Partitioner of your own.")
-@click.option("--seed", type=int, help="Seed for the random assignment of jobs to slots.")
-@click.option("--halt-on-failures", help="Stop after N failed jobs, or PCT% of the jobs.")
+@click.option("--seed", type=int,
+              help="Seed for the random assignment of jobs to slots; default: a new one each run.")
+@click.option("--halt-on-failures",
+              help="Stop after N failed jobs, or PCT% of the jobs; default: never.")
 @click.option("--speculate", type=float, metavar="FACTOR",
               help="Idempotent jobs only: copy a straggler running FACTOR x the median runtime"
-                   " to another host; the first result wins.")
+                   " to another host; the first result wins. Default: off.")
 @RUNS_DIR
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary as the last line.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
@@ -209,7 +220,7 @@ def _report(result: Any, as_json: bool, quiet: bool, allow_empty: bool = True) -
     sys.exit(code)
 
 
-@main.command("resume")
+@main.command("resume", short_help="Continue a run whose master died.")
 @click.argument("run_id", required=False)
 @click.option("-i", "--inventory", type=click.Path(dir_okay=False),
               help="Inventory to use instead of the one the run started with.")

@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from .app import RUNS_DIR, main
 
 
-@main.command("status")
+@main.command("status", short_help="A run's progress, once or --watch.")
 @click.argument("run_id", required=False)
 @RUNS_DIR
 @click.option("--json", "as_json", is_flag=True,
@@ -45,7 +45,7 @@ def status_cmd(run_id: str | None, runs_dir: str, as_json: bool, watch: bool) ->
         Console(highlight=False).print(render(fig))
 
 
-@main.command("results")
+@main.command("results", short_help="A run's results, one JSON line per job.")
 @click.argument("run_id", required=False)
 @RUNS_DIR
 @click.option("--failed", "only_failed", is_flag=True,
@@ -71,7 +71,7 @@ def results_cmd(run_id: str | None, runs_dir: str, only_failed: bool) -> None:
         journal.close()
 
 
-@main.command("show")
+@main.command("show", short_help="One job whole: payload, result or error, attempts.")
 @click.argument("args", nargs=-1, required=True, metavar="[RUN_ID] JOB")
 @RUNS_DIR
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
@@ -106,7 +106,7 @@ def show_cmd(args: tuple[str, ...], runs_dir: str, as_json: bool) -> None:
         click.echo(format_setup(detail) if job == "setup" else format_job(detail))
 
 
-@main.command("report")
+@main.command("report", short_help="Write a run's HTML report.")
 @click.argument("run_id", required=False)
 @RUNS_DIR
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
@@ -126,7 +126,7 @@ def report_cmd(run_id: str | None, runs_dir: str, output: str | None) -> None:
     click.echo(f"report of run {os.path.basename(run_dir)} written to {path}")
 
 
-@main.command("cancel")
+@main.command("cancel", short_help="Cancel a running run.")
 @click.argument("run_id", required=False)
 @RUNS_DIR
 def cancel_cmd(run_id: str | None, runs_dir: str) -> None:
@@ -141,7 +141,7 @@ def cancel_cmd(run_id: str | None, runs_dir: str) -> None:
     click.echo(f"cancel requested for run {os.path.basename(run_dir)}")
 
 
-@main.command("runs")
+@main.command("runs", short_help="List the runs, oldest first.")
 @RUNS_DIR
 def runs_cmd(runs_dir: str) -> None:
     """List the runs in the runs dir, oldest first."""

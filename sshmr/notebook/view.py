@@ -1,6 +1,11 @@
 """The live view of a Cluster call: an ipywidgets bar and per-host lines in a kernel, else a
 plain text bar on stderr.
 
+On a terminal the text bar is redrawn in place (``\\r``, the line cleared first so that a
+shorter bar leaves nothing of a longer one). When the stream is not a terminal (a pipe, a
+log file) nothing is redrawn: a plain progress line every ``PLAIN_EVERY_S`` seconds and
+one at the end, and the master's lines as they come, with no ``\\r`` and no escapes.
+
 A daemon thread finds the run this process starts (a new run directory whose journal holds
 our pid), reads the journal read-only (``progress.read_snapshot``; the master flushes it
 every 50 ms) and redraws at most ``FPS`` times a second; a slow read stretches the pause,
@@ -24,6 +29,8 @@ from ..views.progress import Figures, figures, read_snapshot
 FPS = 3
 BAR_WIDTH = 30
 MAX_LINES = 8
+PLAIN_EVERY_S = 10.0  # not a terminal: one progress line this often, and one at the end
+CLEAR_LINE = "\r\x1b[K"  # to the line's start, then erase to its end
 
 
 def in_kernel() -> bool:
@@ -46,6 +53,8 @@ class RunView:
         self._thread: threading.Thread | None = None
         self._before: set[str] = set()
         self._drawn_text = False
+        self._tty = _isatty(self.stream)
+        self._plain_at: float | None = None  # when the last plain progress line was printed
         self._widgets: Any = None
         if widget is None:
             widget = in_kernel()
@@ -86,8 +95,9 @@ class RunView:
                     self._stop.wait(0.05)
             while journal is not None:
                 started = time.monotonic()
-                self._draw(figures(read_snapshot(journal)))
-                if self._stop.is_set():
+                stopping = self._stop.is_set()  # read before the snapshot: the last is final
+                self._draw(figures(read_snapshot(journal)), final=stopping)
+                if stopping:
                     break
                 cost = time.monotonic() - started
                 self._stop.wait(max(1.0 / FPS, 20 * cost))
@@ -119,16 +129,33 @@ class RunView:
                 self._before.add(name)  # another process's run
         return None
 
-    def _draw(self, fig: Figures) -> None:
+    def _draw(self, fig: Figures, final: bool = False) -> None:
         if self._widgets is not None:
             self._widgets.update(fig, list(self.lines))
             return
         lines = list(self.lines)
         self.lines.clear()
-        out = "".join(f"\r\x1b[K{line}\n" for line in lines) + "\r" + text_bar(fig)
-        self.stream.write(out)
-        self.stream.flush()
-        self._drawn_text = True
+        if self._tty:
+            out = "".join(f"{CLEAR_LINE}{line}\n" for line in lines) + CLEAR_LINE + text_bar(fig)
+            self._drawn_text = True
+        else:
+            out = "".join(f"{line}\n" for line in lines)
+            now = time.monotonic()
+            if final or (self._plain_at is not None and now - self._plain_at >= PLAIN_EVERY_S):
+                out += text_bar(fig) + "\n"
+                self._plain_at = now
+            elif self._plain_at is None:
+                self._plain_at = now  # the first line PLAIN_EVERY_S in, not one at 0 jobs
+        if out:
+            self.stream.write(out)
+            self.stream.flush()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def text_bar(fig: Figures) -> str:

@@ -290,10 +290,18 @@ class Journal:
         return cur.execute("SELECT * FROM hosts ORDER BY name").fetchall()
 
     def close(self) -> None:
+        """The writer commits, then folds the WAL into the database and truncates it: a
+        reader still connected (a live view, a ``RunResult``) would otherwise keep SQLite
+        from removing it, and every run would leave megabytes of ``-wal`` behind."""
         if not self.readonly and not self.abandoned:
             self.flush()
             if self.db.in_transaction:
                 self.db.execute("COMMIT")
+            try:  # waits for readers in a transaction, 5 s at most
+                self.db.execute("PRAGMA busy_timeout = 5000")
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error:  # best effort: the data is committed either way
+                pass
         self.db.close()
 
 

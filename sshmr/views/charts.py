@@ -22,6 +22,7 @@ BAR_H = 12
 AXIS_H = 22
 BUCKET_PX = 3  # aggregated lanes: one stacked bar per this many pixels
 MIN_BAR_PX = 1.0
+TICK_FONT_PX = 11  # the template's ``svg text`` size
 
 # Attempt outcome -> (label, colour). The order is the legend's and the stacking order.
 OUTCOMES: dict[str, tuple[str, str]] = {
@@ -88,6 +89,23 @@ def _ticks(span: float, width: float, target: int = 8) -> list[tuple[float, str]
         ticks.append((i * step / span * width, _tick_label(i * step, step)))
         i += 1
     return ticks
+
+
+def label_width(text: str) -> float:
+    """A generous estimate of ``text``'s width in the charts' 11 px sans-serif."""
+    return len(text) * TICK_FONT_PX * 0.62
+
+
+def _anchored(ticks: list[tuple[float, str]], left: float,
+              right: float) -> list[tuple[float, str, str]]:
+    """Each tick with the text-anchor that keeps its label inside ``[left, right]``: centred
+    on its tick, else ending at it (the last) or starting at it (the first)."""
+    out = []
+    for x, label in ticks:
+        half = label_width(label) / 2
+        anchor = "end" if x + half > right else "start" if x - half < left else "middle"
+        out.append((x, label, anchor))
+    return out
 
 
 def _tick_label(t: float, step: float) -> str:
@@ -170,7 +188,8 @@ def timeline(attempts: Sequence[Any], hosts: Sequence[str], now: float,
     return {"lanes": lanes, "bars": bars, "marks": drawn, "width": LABEL_W + PLOT_W + 10,
             "height": height,
             "plot_x": LABEL_W, "plot_w": PLOT_W, "host_label_w": HOST_LABEL_W,
-            "ticks": _ticks(span_s, PLOT_W), "aggregated_lanes": aggregated,
+            "ticks": _anchored(_ticks(span_s, PLOT_W), -LABEL_W, PLOT_W + 10),
+            "aggregated_lanes": aggregated,
             "legend": OUTCOMES, "bucket_px": BUCKET_PX}
 
 
@@ -187,6 +206,9 @@ def _stack(bucket: int, counts: dict[str, int], y: float, start: float,
             out.append(Bar(bucket * BUCKET_PX, BUCKET_PX, round(top, 2), round(h, 2), cls, title))
             top += h
     return out
+
+
+STRAGGLERS = "stragglers ›"
 
 
 def histogram(durations: Sequence[float], straggler_at: float | None,
@@ -210,9 +232,12 @@ def histogram(durations: Sequence[float], straggler_at: float | None,
                       "y": round(height - 20 - h, 2), "h": round(h, 2), "count": c,
                       "slow": straggler_at is not None and lo >= straggler_at,
                       "title": f"{fmt_seconds(lo)} – {fmt_seconds(lo + step)}: {c} attempts"})
-    line = None
+    line = line_label = None
     if straggler_at is not None and straggler_at <= hi:
         line = round(pad + straggler_at / step * bw, 2)
+        # "stragglers ›" right of the line, or left of it when it would cross the edge
+        fits = line + 4 + label_width(STRAGGLERS) <= width
+        line_label = {"x": line + 4 if fits else line - 4, "anchor": "start" if fits else "end"}
     ticks = [(round(pad + x * (width - pad), 2), label) for x, label in _ticks(hi, 1.0, 6)]
     return {"rects": rects, "width": width, "height": height, "line": line, "peak": peak,
-            "ticks": ticks, "pad": pad}
+            "line_label": line_label, "ticks": _anchored(ticks, 0, width), "pad": pad}

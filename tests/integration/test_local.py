@@ -157,3 +157,24 @@ def test_an_agent_that_lost_its_master_idles_then_exits(tmp_path):
     assert not _pids_with(f"{tmp_path}/sshmr-runs/.work/code/"), "the agent never exited"
     done = list((tmp_path / "sshmr-runs" / ".work" / "runs").glob("*/a/*/done.json"))
     assert len(done) == 1 and json.loads(done[0].read_text())["status"] == "ok"
+
+
+def _wal_size(run_dir: str) -> int:
+    wal = Path(run_dir) / "journal.sqlite-wal"
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def test_a_finished_run_leaves_no_wal(tmp_path):
+    sys.path.insert(0, str(EXAMPLES))
+    from squares import Square
+
+    result = sshmr.run(Square, [str(n) for n in range(200)], runs_dir=str(tmp_path / "runs"))
+    assert result.ok and len(result.results) == 200
+    assert _wal_size(result.run_dir) == 0
+    from sshmr.notebook import Cluster
+
+    c = Cluster(runs_dir=str(tmp_path / "nb"))  # its view reads the journal while it runs
+    for _ in range(2):
+        assert c.map(abs, range(-150, 0)) == list(range(150, 0, -1))
+        assert c.last is not None and _wal_size(c.last.run_dir) == 0
+        assert c.last.results[0] == 150  # the journal still reads whole

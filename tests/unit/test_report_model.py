@@ -139,3 +139,27 @@ def test_exit_code_rule_matches_the_cli():
     assert _exit_code("done", {"SUCCEEDED": 3}, 3) == 0
     assert _exit_code("done", {"SUCCEEDED": 2, "FAILED": 1}, 3) == 1
     assert _exit_code("cancelled", {"CANCELLED": 3}, 3) == 130
+
+
+def _label_inside(x, label, anchor, left, right):
+    w = 7 * len(label)  # 11 px sans-serif: at most ~7 px a character for these labels
+    lo = {"start": x, "middle": x - w / 2, "end": x - w}[anchor]
+    return left <= lo and lo + w <= right
+
+
+@pytest.mark.parametrize("longest", [0.3, 0.05, 9.0, 300.0, 7200.0, 0.0123])
+def test_axis_labels_stay_inside_the_charts(longest):
+    h = histogram(sorted([longest / 3, longest / 2, longest]), straggler_at=longest * 0.99)
+    for x, label, anchor in h["ticks"]:
+        assert _label_inside(x, label, anchor, 0, h["width"]), (x, label, anchor)
+    sl = h["line_label"]
+    assert _label_inside(sl["x"], "stragglers ›", sl["anchor"], 0, h["width"])
+    t = timeline([row(1, 1, 0, 100, longest)], ["h1"], now=100 + longest)
+    for x, label, anchor in t["ticks"]:
+        assert _label_inside(t["plot_x"] + x, label, anchor, 0, t["width"]), (x, label)
+
+
+def test_the_300_ms_label_ends_at_the_edge():
+    h = histogram([0.1, 0.2, 0.3], None)
+    assert h["ticks"][-1] == (h["width"], "300 ms", "end")
+    assert h["ticks"][1][2] == "middle"
