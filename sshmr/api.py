@@ -48,6 +48,8 @@ def run(
     progress: Callable[[str], None] | None = None,
     code: Code | None = None,
     hosts: str | None = None,
+    engine: str = "sshmr",
+    spark_master: str | None = None,
     **options: Any,
 ) -> RunResult:
     """Run ``executor`` on every job and return the run's :class:`RunResult`.
@@ -60,10 +62,17 @@ def run(
     without an inventory it picks ``Host`` aliases of ``~/.ssh/config``.
     ``options`` are :class:`RunConfig` fields: ``timeout``, ``max_retries``, ``max_living``,
     ``slots``, ``seed``, ``accept_new_hosts``, ...
+
+    ``engine="spark"`` runs a ``MapReduce`` on Apache Spark instead (``spark_master``:
+    ``local[*]`` by default, ``spark://...``, ``yarn``, ``k8s://...``); see
+    ``sshmr.spark``.
     """
     instance = executor() if isinstance(executor, type) else executor
     if not isinstance(instance, JobExecutor):
         raise TargetError(f"{type(instance).__name__} is not a sshmr.JobExecutor subclass")
+    if engine != "sshmr" or spark_master is not None:
+        return _run_elsewhere(instance, engine, spark_master, items, files, split, partitioner,
+                              inventory, hosts, runs_dir, progress, code, options)
     inv = resolve_inventory(inventory, hosts)
     if isinstance(instance, MapReduce):
         from .mapreduce.driver import run_mapreduce
@@ -101,6 +110,27 @@ def run(
         journal.close()
         lock.release()
     return load_run_result(run_dir)
+
+
+def _run_elsewhere(instance: JobExecutor, engine: str, master: str | None,
+                   items: Iterable[Any] | None, files: list[str] | None, split: str | None,
+                   partitioner: Partitioner | None, inventory: Any, hosts: str | None,
+                   runs_dir: str, progress: Callable[[str], None] | None, code: Code | None,
+                   options: dict[str, Any]) -> RunResult:
+    """``engine="spark"``: a MapReduce on Spark (``sshmr.spark.runner``, imported lazily)."""
+    if engine != "spark":
+        raise ConfigError(f"engine {engine!r}: expected 'sshmr' (the default) or 'spark'")
+    if not isinstance(instance, MapReduce):
+        raise ConfigError(f"--engine spark runs a sshmr.MapReduce; {type(instance).__name__}"
+                          " is a plain job: run it on sshmr's engine")
+    if items is not None and files:
+        raise InputError("give the input paths either as items or as files, not both")
+    from .spark.runner import run_spark
+
+    inputs = [os.fspath(p) for p in (files if items is None else items) or []]
+    return load_run_result(run_spark(
+        instance, inputs, master=master, runs_dir=runs_dir, progress=progress, code=code,
+        split=split, partitioner=partitioner, inventory=inventory, hosts=hosts, **options))
 
 
 def resume(

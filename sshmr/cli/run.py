@@ -76,6 +76,12 @@ class _RunCommand(click.Command):
                    " drain; a broken edit is ignored with a warning.")
 @click.option("--allow-empty", is_flag=True,
               help="Exit 0 when the inputs give no job (else: exit 2).")
+@click.option("--engine", type=click.Choice(["sshmr", "spark"]), default="sshmr",
+              show_default=True,
+              help="MapReduce: run on sshmr's engine, or on Apache Spark via pyspark"
+                   " (pip install 'sshmr[spark]'; see README 'When you outgrow your fleet').")
+@click.option("--spark-master", help="--engine spark: the master URL (default local[*];"
+                                     " spark://HOST:PORT, yarn, k8s://... pass through).")
 def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, hosts: str | None,
             timeout: str | None,
             max_retries: int | None, max_living: float | None, slots: int | None,
@@ -85,7 +91,8 @@ def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, hosts: 
             accept_new_hosts: bool, report_path: str | None = None, output: str | None = None,
             reducers: int | None = None, sort_memory: str | None = None,
             overwrite: bool = False, max_result_size: str | None = None,
-            watch_inventory: bool = False, allow_empty: bool = False) -> None:
+            watch_inventory: bool = False, allow_empty: bool = False, engine: str = "sshmr",
+            spark_master: str | None = None) -> None:
     """Run TARGET (file.py:Class or package.module:Class) on the jobs cut from INPUTS.
 
     Each input line is one job unless --split or --partitioner says otherwise; no INPUTS
@@ -122,6 +129,9 @@ def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, hosts: 
         from ..views.report import check_output_path
 
         check_output_path(report_path)
+    if engine == "spark" or spark_master:
+        _run_spark(cls, files, locals())
+        return
     user_partitioner = None
     if partitioner:
         pcls, _ = load_target(partitioner, Partitioner, what="--partitioner")
@@ -141,6 +151,38 @@ def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, hosts: 
     if report_path:
         _write_report(result.run_dir, report_path, quiet)
     _report(result, as_json, quiet, allow_empty=allow_empty)
+
+
+def _run_spark(cls: Any, files: list[str], given: dict[str, Any]) -> None:
+    """``run --engine spark``: the run on Spark, its summary line and exit code."""
+    from .. import api
+
+    say = None if given["quiet"] else (
+        lambda line: click.echo(f"sshmr: {line}", err=True))  # noqa: E731
+    result = api.run(
+        cls, files=files, engine="spark", spark_master=given["spark_master"],
+        runs_dir=given["runs_dir"], progress=say, code=given["code"],
+        split=given["split"],
+        partitioner=given["partitioner"], inventory=given["inventory"], hosts=given["hosts"],
+        timeout=given["timeout"], max_retries=given["max_retries"],
+        max_living=given["max_living"], slots=given["slots"], seed=given["seed"],
+        accept_new_hosts=given["accept_new_hosts"] or None,
+        halt_on_failures=given["halt_on_failures"], speculate=given["speculate"],
+        output=given["output"], reducers=given["reducers"],
+        sort_memory=_size(given["sort_memory"], "--sort-memory"),
+        overwrite=given["overwrite"] or None,
+        max_result_size=_size(given["max_result_size"], "--max-result-size"),
+        watch_inventory=given["watch_inventory"] or None)
+    if given["report_path"]:
+        _write_report(result.run_dir, given["report_path"], given["quiet"])
+    if given["as_json"]:
+        click.echo(json.dumps(dict(result.summary(), engine="spark")))
+    elif result.state != "done":
+        click.echo(f"sshmr: error: {result.message} (run {result.run_id})", err=True)
+    elif not given["quiet"]:
+        click.echo(f"run {result.run_id} done on Spark in {result.elapsed_s:.2f}s:"
+                   f" {result.message}", err=True)
+    sys.exit(0 if result.state == "done" else 1)
 
 
 def _size(text: str | None, option: str) -> int | None:

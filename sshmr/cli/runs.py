@@ -160,5 +160,7 @@ def runs_cmd(runs_dir: str) -> None:
         finally:
             journal.close()
         state = run_state(run_dir, meta.get("state"))
-        click.echo(f"{name}  {state:<11} {counts['SUCCEEDED']}/{sum(counts.values())} succeeded"
-                   f"  {meta.get('target', '')}")
+        done = f"{counts['SUCCEEDED']}/{sum(counts.values())} succeeded"
+        if meta.get("engine") == "spark":  # no jobs in sshmr's journal: Spark ran the tasks
+            done = f"on Spark {(meta.get('spark') or {}).get('master', '')}"
+        click.echo(f"{name}  {state:<11} {done}  {meta.get('target', '')}")

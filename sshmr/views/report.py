@@ -171,7 +171,12 @@ def _policies(config: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, s
         timeout = f"{timeout} (adaptive: PCT% of the median runtime[:FLOOR[:CEILING]])"
     elif timeout:
         timeout = charts.fmt_seconds(timeout)
+    spark = meta.get("spark") or {}
+    engine = (f"Spark {spark.get('version', '')} on {spark.get('master', '?')} (application"
+              f" {spark.get('app_id', '?')}; tasks are not in sshmr's journal)"
+              if meta.get("engine") == "spark" else "sshmr")
     return [
+        ("engine", engine),
         ("timeout", timeout or "none"),
         ("max_retries", f"{max_retries}" + (" (at most once)" if max_retries == 0 else "")),
         ("max_living", charts.fmt_seconds(config.get("max_living"))),
