@@ -176,7 +176,8 @@ def _run_spark(cls: Any, files: list[str], given: dict[str, Any]) -> None:
     if given["report_path"]:
         _write_report(result.run_dir, given["report_path"], given["quiet"])
     if given["as_json"]:
-        click.echo(json.dumps(dict(result.summary(), engine="spark")))
+        click.echo(json.dumps(dict(result.summary(), engine="spark",
+                                   message=result.message)))
     elif result.state != "done":
         click.echo(f"sshmr: error: {result.message} (run {result.run_id})", err=True)
     elif not given["quiet"]:

@@ -100,7 +100,7 @@ def ship_bundle(sc: Any, run_dir: str, bundle: Any) -> str:
     shipped = sc.__dict__.setdefault("_sshmr_bundles", set())
     if name in shipped:
         return name
-    root = os.path.join(run_dir, "spark", name)
+    root = os.path.abspath(os.path.join(run_dir, "spark", name))  # the JVM has its own cwd
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     files = dict(bundle.files)
     for rel in TASK_FILES:

@@ -38,6 +38,10 @@ class TaskTimeout(Exception):
     """A task ran longer than the run's timeout."""
 
 
+class TaskError(Exception):
+    """A task failed; the message names the task and its input (the driver reads it)."""
+
+
 def executor_for(job: dict[str, Any]) -> Any:
     """The job of bundle ``job["digest"]``, imported from the shipped code, ``setup()`` run."""
     executor = _EXECUTORS.get(job["digest"])
@@ -132,7 +136,13 @@ def _execute(executor: Any, spec: dict[str, Any], phase: str, index: int, path: 
     counters (and sshmr's own, as the engine sums them) to the accumulator."""
     mr = {"phase": phase, "step": spec["step"], "task": index, "parts": parts,
           "text": phase == "map" and spec["text"], "memory": spec["memory"], "source": source}
-    result = executor.execute({"file": path, "mr": mr})
+    try:
+        result = executor.execute({"file": path, "mr": mr})
+    except Exception as exc:
+        where = f"{phase} task {index} of step {spec['step'] + 1} ({source})"
+        if str(exc).startswith(where):
+            raise
+        raise TaskError(f"{where}: {type(exc).__name__}: {exc}") from exc
     out = result.path
     trailer = read_trailer(out)
     found = dict(trailer.get("counters") or {})
