@@ -153,6 +153,10 @@ def resume(
     journal = Journal(run_dir)
     try:
         meta = journal.meta()
+        if meta.get("engine") == "spark":
+            raise RunError(f"run {meta['run_id']} ran on Spark, which has no journal of its"
+                           " tasks to resume from: start it again with 'sshmr run --engine"
+                           " spark'")
         if "config" not in meta:  # its master died before the jobs were recorded
             raise RunError(f"run {os.path.basename(run_dir)} stopped before its jobs were"
                            " recorded; nothing to resume: start it again with 'sshmr run'")

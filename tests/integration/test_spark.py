@@ -112,6 +112,25 @@ def test_mrjob_example_is_byte_identical(spark, tmp_path):
     assert b"".join(output_bytes(tmp_path / "spark").values()).strip()  # not empty
 
 
+def test_mrjob_jobs_that_read_whole_files_are_refused(tmp_path):
+    from sshmr.mapreduce.mrjob_adapter import adapt
+
+    module = "mrjob.examples.mr_text_classifier"
+    __import__(module)
+    text = str(make_text(tmp_path / "a.txt", 5, 1))
+    adapted = adapt(sys.modules[module].MRTextClassifier, [], [text])
+    with pytest.raises(ConfigError, match="^MRTextClassifier uses mapper_raw, which reads whole"
+                                          " input files: --engine spark hands tasks text"):
+        sshmr.run(adapted.executor, files=adapted.inputs, code=adapted.code, engine="spark",
+                  output=str(tmp_path / "out"), runs_dir=str(tmp_path / "runs"))
+    __import__("mrjob.examples.mr_word_freq_count")
+    adapted = adapt(sys.modules["mrjob.examples.mr_word_freq_count"].MRWordFreqCount, [],
+                    [text + ".bz2"])
+    with pytest.raises(ConfigError, match="reads .bz2 input as whole files"):
+        sshmr.run(adapted.executor, files=adapted.inputs, code=adapted.code, engine="spark",
+                  output=str(tmp_path / "out"), runs_dir=str(tmp_path / "runs"))
+
+
 def test_a_job_that_raises_fails_naming_task_and_input(spark, tmp_path):
     text = tmp_path / "in.txt"
     text.write_text("a b c\n!raise\nd e\n")
@@ -203,6 +222,9 @@ def test_cli_run_then_runs_and_report_name_the_engine(spark, tmp_path, monkeypat
     assert report.exit_code == 0, report.output
     html = (tmp_path / "r.html").read_text()
     assert "Spark" in html and "on local[2,4]" in html
+    resume = runner.invoke(main, ["resume", summary["run_id"]])
+    assert resume.exit_code != 0 and "ran on Spark, which has no journal of its tasks to" \
+        " resume from" in resume.output, resume.output
 
 
 def _cli_without(tmp_path: Path, setup: str, env: dict[str, str]) -> subprocess.CompletedProcess:
