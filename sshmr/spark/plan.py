@@ -65,7 +65,8 @@ def _read_text(sc: Any, uris: list[str], inputs: list[str]) -> tuple[Any, list[s
     old = hconf.get(DELIMITER)
     hconf.set(DELIMITER, "\n")
     try:
-        rdds = [sc.textFile(uri, minPartitions=sc.defaultParallelism) for uri in uris]
+        rdds = [sc.textFile(uri, minPartitions=sc.defaultParallelism, use_unicode=False)
+                for uri in uris]  # lines as UTF-8 bytes: the map task decodes them once
         counts = [rdd.getNumPartitions() for rdd in rdds]  # the splits, cut with "\n"
     finally:
         if old is None:

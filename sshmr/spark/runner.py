@@ -152,8 +152,11 @@ def run_spark(job: MapReduce, inputs: list[str], *, output: str | None,
                              mapreduce=dict(journal.meta()["mapreduce"], counters=counters))
             journal.flush()
         finally:
-            if journal.meta().get("state") == "running":
-                journal.set_meta(state="failed", message="stopped by an error in sshmr",
+            if journal.meta().get("state") == "running":  # an exception is on its way out
+                interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)
+                journal.set_meta(state="cancelled" if interrupted else "failed",
+                                 message="interrupted" if interrupted else
+                                 f"stopped by an error: {sys.exc_info()[1]}",
                                  elapsed_s=time.monotonic() - started)
             journal.close()
             lock.release()

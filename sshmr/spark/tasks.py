@@ -152,15 +152,15 @@ def _execute(executor: Any, spec: dict[str, Any], phase: str, index: int, path: 
     return out
 
 
-def _write_lines(f: Any, lines: Iterable[str]) -> None:
-    batch: list[str] = []
+def _write_lines(f: Any, lines: Iterable[bytes]) -> None:
+    batch: list[bytes] = []
     for line in lines:
         batch.append(line)
         if len(batch) >= WRITE_BATCH:
-            f.write(("\n".join(batch) + "\n").encode("utf-8"))
+            f.write(b"\n".join(batch) + b"\n")
             batch = []
     if batch:
-        f.write(("\n".join(batch) + "\n").encode("utf-8"))
+        f.write(b"\n".join(batch) + b"\n")
 
 
 def _chunks(path: str, offset: int, length: int) -> Iterator[bytes]:
