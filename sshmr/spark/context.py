@@ -63,6 +63,16 @@ def require_java() -> None:
                           " default-jre-headless) or set JAVA_HOME")
 
 
+def check_runtime() -> None:
+    """pyspark, and Java unless this process already runs a SparkContext: checked before
+    anything is changed (an --overwrite output is only removed once Spark can start)."""
+    require_pyspark()
+    from pyspark import SparkContext
+
+    if SparkContext._active_spark_context is None:
+        require_java()
+
+
 def spark_settings(master: str, config: RunConfig) -> dict[str, str]:
     """The Spark configuration a run's policies ask for (see the module docstring)."""
     settings = {"spark.ui.showConsoleProgress": "false",

@@ -35,7 +35,7 @@ from ..mapreduce.mrjob_task import MRJobTask
 from ..record.journal import Journal
 from ..record.runs import RunLock, create_run_dir
 from ..remote.mrfiles import remove_quietly
-from .context import check_master, spark_context
+from .context import check_master, check_runtime, spark_context
 from .plan import run_plan
 
 MiB = 1 << 20
@@ -103,6 +103,7 @@ def run_spark(job: MapReduce, inputs: list[str], *, output: str | None,
     if sort_memory is not None and sort_memory < MiB:
         raise ConfigError(f"sort memory must be at least 1 MiB, got {sort_memory} bytes")
     master = check_master(master or "local[*]", config.max_retries)
+    check_runtime()
     for note in notes:
         progress(f"warning: {note}") if progress else warnings.warn(note, stacklevel=3)
     out_dir = os.path.abspath(output)

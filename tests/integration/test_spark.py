@@ -230,9 +230,9 @@ def test_cli_run_then_runs_and_report_name_the_engine(spark, tmp_path, monkeypat
 def _cli_without(tmp_path: Path, setup: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     """``sshmr run --engine spark`` in a fresh python that lacks something (``setup``)."""
     text = make_text(tmp_path / "a.txt", 5, 1)
-    code = (f"import sys; {setup}; from sshmr.__main__ import run; sys.argv = ['sshmr', 'run',"
+    code = (f"import sys; sys.argv = ['sshmr', 'run',"
             f" {str(EXAMPLES / 'wordcount.py') + ':WordCount'!r}, {str(text)!r}, '--output',"
-            " 'out', '--engine', 'spark']; run()")
+            f" 'out', '--engine', 'spark']; {setup}; from sshmr.__main__ import run; run()")
     return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, text=True,
                           capture_output=True, timeout=120)
 
@@ -254,5 +254,8 @@ def test_missing_java_is_one_line_naming_the_fix(tmp_path):
                            " a JVM) and found none on PATH: install it (apt-get install"
                            " default-jre-headless) or set JAVA_HOME\n")
     env["JAVA_HOME"] = str(tmp_path / "nojava")
-    proc = _cli_without(tmp_path, "pass", env)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "part-00000").write_text("kept")
+    proc = _cli_without(tmp_path, "sys.argv.append('--overwrite')", env)
     assert "found none at JAVA_HOME=" in proc.stderr and proc.stderr.count("\n") == 1
+    assert (tmp_path / "out" / "part-00000").read_text() == "kept"  # nothing removed
