@@ -118,6 +118,8 @@ def _run_elsewhere(instance: JobExecutor, engine: str, master: str | None,
                    runs_dir: str, progress: Callable[[str], None] | None, code: Code | None,
                    options: dict[str, Any]) -> RunResult:
     """``engine="spark"``: a MapReduce on Spark (``sshmr.spark.runner``, imported lazily)."""
+    if engine == "sshmr":
+        raise ConfigError("spark_master is for engine='spark': add engine='spark'")
     if engine != "spark":
         raise ConfigError(f"engine {engine!r}: expected 'sshmr' (the default) or 'spark'")
     if not isinstance(instance, MapReduce):

@@ -129,7 +129,9 @@ def run_cmd(target: str, inputs: tuple[str, ...], inventory: str | None, hosts: 
         from ..views.report import check_output_path
 
         check_output_path(report_path)
-    if engine == "spark" or spark_master:
+    if spark_master and engine != "spark":
+        raise ConfigError("--spark-master is for --engine spark: add --engine spark")
+    if engine == "spark":
         _run_spark(cls, files, locals())
         return
     user_partitioner = None

@@ -3,8 +3,8 @@ the engine's for the same --reducers (wordcount, the two-step topwords example, 
 partition() override with counters and hooks, an mrjob example), a failing job named,
 the per-task timeout, the output directory rules, the refusals and the run record.
 
-One SparkContext serves the whole session (a JVM costs seconds to start); the runs find
-it as this process's active context."""
+One SparkContext serves every test here (a JVM costs seconds to start); the runs find it
+as this process's active context."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from sshmr.record.journal import Journal  # noqa: E402
 MASTER = "local[2]"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # this file is its only user: the JVM goes when it ends
 def spark():
     from sshmr.spark.context import new_context
 

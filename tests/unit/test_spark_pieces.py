@@ -5,6 +5,7 @@ chunks, the output writer and the input URIs."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -140,3 +141,35 @@ def test_sshmr_imports_without_pyspark():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert proc.stdout == "ok\n", proc.stderr
+
+
+def test_engine_and_master_are_checked():
+    import sshmr
+
+    with pytest.raises(ConfigError, match="^spark_master is for engine='spark'"):
+        sshmr.run(Job(), files=["x"], output="out", spark_master="local[2]")
+    with pytest.raises(ConfigError, match="^engine 'flink': expected 'sshmr'"):
+        sshmr.run(Job(), files=["x"], output="out", engine="flink")
+    with pytest.raises(ConfigError, match="^--engine spark runs a sshmr.MapReduce"):
+        from sshmr import JobExecutor
+
+        class Plain(JobExecutor):
+            def execute(self, payload):
+                return payload
+
+        sshmr.run(Plain(), ["1"], engine="spark")
+
+
+def test_cli_spark_master_needs_engine_spark(tmp_path):
+    from click.testing import CliRunner
+
+    from sshmr.cli.app import main
+
+    text = tmp_path / "a.txt"
+    text.write_text("a\n")
+    example = Path(__file__).resolve().parents[2] / "examples" / "wordcount.py"
+    res = CliRunner().invoke(main, ["run", f"{example}:WordCount", str(text),
+                                    "--output", str(tmp_path / "out"), "--spark-master",
+                                    "local[2]", "--runs-dir", str(tmp_path / "runs")])
+    assert res.exit_code == 2
+    assert "--spark-master is for --engine spark: add --engine spark" in res.output
