@@ -21,16 +21,14 @@ from .app import RUNS_DIR, main
 @click.option("--watch", is_flag=True, help="Redraw the live view until the run ends.")
 def status_cmd(run_id: str | None, runs_dir: str, as_json: bool, watch: bool) -> None:
     """Progress of RUN_ID (default: the latest run), read-only, while it runs or after."""
-    from rich.console import Console
-
     from ..record.journal import Journal
     from ..record.runs import find_run
-    from ..views.live import current, render
-    from ..views.live import watch as watch_run
-    from ..views.progress import status_info
+    from ..views.progress import current, status_info
 
     run_dir = find_run(runs_dir, run_id)
     if watch and not as_json:
+        from ..views.live import watch as watch_run
+
         watch_run(run_dir)
         return
     journal = Journal(run_dir, readonly=True)
@@ -41,7 +39,11 @@ def status_cmd(run_id: str | None, runs_dir: str, as_json: bool, watch: bool) ->
         journal.close()
     if as_json:
         click.echo(json.dumps(status_info(fig, hosts)))
-    else:
+    else:  # rich only for the text view: ``--json`` stays lean
+        from rich.console import Console
+
+        from ..views.live import render
+
         Console(highlight=False).print(render(fig))
 
 

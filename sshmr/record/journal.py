@@ -21,6 +21,7 @@ from typing import Any
 
 from ..jobs import AttemptState, JobState
 from ..remote.protocol import fsync_path, write_atomic
+from . import totals
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -86,8 +87,10 @@ class Journal:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
+            totals.install(self.db)
             self.db.execute("BEGIN")
         self.readonly = readonly
+        self.kept = totals.has_totals(self.db)  # running totals kept (see record/totals.py)
         self.dirty = False
         self.abandoned = False  # see ``abandon``
 
@@ -235,9 +238,8 @@ class Journal:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
 
     def counts(self) -> dict[str, int]:
-        rows = self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")
         counts = {s.value: 0 for s in JobState}
-        counts.update(dict(rows))
+        counts.update(totals.job_counts(self.db, self.kept))
         return counts
 
     def attempt_count(self) -> int:

@@ -31,8 +31,7 @@ from rich.text import Text
 
 from ..errors import RunError
 from ..record.journal import Journal
-from ..record.runs import RunLock
-from .progress import Figures, figures, read_snapshot
+from .progress import Figures, current
 
 FPS = 2  # frames a second at most; one frame with 4 hosts takes 3-6 ms of CPU
 BAR_WIDTH = 40
@@ -152,21 +151,6 @@ def _hosts_table(fig: Figures) -> Table:
                       Text(r[6], "red" if failed else ""), r[7],
                       Text(r[8], "dim", no_wrap=True, overflow="ellipsis"))
     return table
-
-
-def current(run_dir: str, journal: Journal) -> Figures:
-    """The run's figures now. A journal the master is still creating is retried for a
-    moment, then a one-line error."""
-    for _ in range(50):
-        try:
-            return figures(read_snapshot(journal, held=RunLock.held(run_dir)))
-        except sqlite3.OperationalError as exc:
-            problem = exc
-            if journal.db.in_transaction:
-                journal.db.execute("ROLLBACK")
-            time.sleep(0.1)
-    raise RunError(f"run {os.path.basename(run_dir)}: its journal cannot be read ({problem});"
-                   " try again in a moment")
 
 
 def _pause(started: float) -> float:

@@ -7,11 +7,16 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import RunError
+from ..record import totals
 from ..record.journal import Journal
+from ..record.runs import RunLock
 
 RATE_WINDOW = 30.0  # jobs/s is measured over the last 30 s of a running run
 LATEST_FAILURES = 5
@@ -104,26 +109,22 @@ def read_snapshot(journal: Journal, held: bool = True, now: float | None = None)
         meta = journal.meta()
         counts = {s: 0 for s in ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "UNKNOWN",
                                  "CANCELLED")}
-        recent = 0
-        for state, n, r in db.execute(
-                "SELECT state, COUNT(*), COALESCE(SUM(ended >= ?), 0) FROM jobs GROUP BY state",
-                (now - RATE_WINDOW,)):
-            counts[state] = n
-            recent += r if state not in ("PENDING", "RUNNING") else 0
+        counts.update(totals.job_counts(db, journal.kept))
+        recent = db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE ended >= ? AND state NOT IN ('PENDING', 'RUNNING')",
+            (now - RATE_WINDOW,)).fetchone()[0]
         per_host: dict[str, tuple[int, int, int, float | None]] = {}
-        first = None
         attempts = 0
         queued: dict[str, int] = {}
-        for host, busy, waiting, done, failed, mean, started, n in db.execute(
-                "SELECT host, SUM(state = 'RUNNING'), SUM(state = 'DISPATCHED'),"
-                " SUM(state = 'SUCCEEDED'),"
-                " SUM(state = 'FAILED' AND COALESCE(reason, '') NOT IN (?, ?)),"
-                " AVG(CASE WHEN state = 'SUCCEEDED' THEN duration END), MIN(dispatched),"
-                " COUNT(*) FROM attempts GROUP BY host", QUIET_REASONS):
-            per_host[host] = (busy, done, failed, mean)
-            queued[host] = waiting or 0
-            first = started if first is None else min(first, started)
-            attempts += n
+        for host, entry in totals.host_counts(db, journal.kept).items():
+            n = entry["n"]
+            mean = entry["dur_sum"] / entry["dur_n"] if entry["dur_n"] else None
+            per_host[host] = (n.get("RUNNING", 0), n.get("SUCCEEDED", 0), n.get("FAILED", 0),
+                              mean)
+            queued[host] = n.get("DISPATCHED", 0)
+            attempts += sum(n.values())
+        first = db.execute("SELECT MIN(dispatched) FROM (SELECT dispatched FROM attempts"
+                           " ORDER BY id LIMIT 64)").fetchone()[0]
         cur = db.execute(
             "SELECT a.job, a.number, a.host, a.slot, a.reason, a.error, a.ended, j.state"
             " FROM attempts a JOIN jobs j ON j.id = a.job WHERE a.state = 'FAILED'"
@@ -148,9 +149,9 @@ def read_snapshot(journal: Journal, held: bool = True, now: float | None = None)
 def last_activity(journal: Journal) -> float | None:
     """When the journal last recorded anything: an event, or an attempt's dispatch, start
     or end. A run whose master was killed ended about then."""
-    return journal.db.execute(
-        "SELECT MAX(t) FROM (SELECT MAX(ts) AS t FROM events UNION ALL SELECT"
-        " MAX(COALESCE(ended, started, dispatched)) FROM attempts)").fetchone()[0]
+    events = journal.db.execute("SELECT MAX(ts) FROM events").fetchone()[0]
+    attempts = totals.last_activity(journal.db, journal.kept)
+    return max((t for t in (events, attempts) if t is not None), default=None)
 
 
 def figures(snap: Snapshot) -> Figures:
@@ -261,3 +262,18 @@ def phase_counts(journal: Journal, meta: dict[str, Any] | None = None) -> dict[s
             "current": dict(current, step=current["step"] + 1) if current else None,
             "phases": phases, "counters": mr.get("counters") or {},
             "shuffle_bytes": mr.get("shuffle_bytes", 0)}
+
+
+def current(run_dir: str, journal: Journal) -> Figures:
+    """The run's figures now. A journal the master is still creating is retried for a
+    moment, then a one-line error."""
+    for _ in range(50):
+        try:
+            return figures(read_snapshot(journal, held=RunLock.held(run_dir)))
+        except sqlite3.OperationalError as exc:
+            problem = exc
+            if journal.db.in_transaction:
+                journal.db.execute("ROLLBACK")
+            time.sleep(0.1)
+    raise RunError(f"run {os.path.basename(run_dir)}: its journal cannot be read ({problem});"
+                   " try again in a moment")
