@@ -22,6 +22,7 @@ KEY_COST = 120  # bytes a new key costs in the buffer beyond its encoding (dict 
 VALUE_COST = 40  # bytes a small value costs
 MERGE_FAN_IN = 128  # runs merged at once (open files); more runs take several passes
 WRITE_BATCH = 4096
+RECORD_COST = 100  # bytes a record read into memory costs beyond its text (line, key, value)
 
 encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
                                allow_nan=False).encode
@@ -126,12 +127,49 @@ def _encode_values(rows: List[Tuple[str, Any]]) -> List[Tuple[str, str]]:
     out = []
     for key_json, value in rows:
         try:
-            out.append((key_json, encode_json(value)))
+            out.append((key_json, int.__repr__(value) if value.__class__ is int
+                        else encode_json(value)))
         except (TypeError, ValueError) as exc:
             raise ValueError("a value of key %s is not JSON-serialisable (%s: %s); yield JSON"
                              " values (dict, list, str, int, float, bool, None)"
                              % (key_json[:80], type(exc).__name__, exc)) from None
     return out
+
+
+def load_groups(runs: List[Run], memory: int
+                ) -> Optional[Tuple[Dict[bytes, List[bytes]], int]]:
+    """The records of sorted runs grouped in memory: key JSON -> value JSONs in run order
+    (the order ``merge_runs`` gives equal keys), and the number of records; None (nothing
+    kept) as soon as they would take more than ``memory`` bytes."""
+    runs = [r for r in runs if r[2] > 0]
+    used = 2 * sum(r[2] for r in runs)
+    if used > memory:
+        return None
+    table: Dict[bytes, List[bytes]] = {}
+    records = 0
+    for path, offset, length in runs:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read(length)
+        if len(data) != length:
+            raise ValueError("%s is shorter than its trailer says" % path)
+        lines = data.split(b"\n")
+        del data
+        if lines.pop():
+            raise ValueError("%s ends inside a segment" % path)
+        records += len(lines)
+        used += RECORD_COST * len(lines)
+        if used > memory:
+            return None
+        for line in lines:
+            tab = line.index(b"\t")
+            key = line[:tab]
+            values = table.get(key)
+            if values is None:
+                table[key] = [line[tab + 1:]]
+            else:
+                values.append(line[tab + 1:])
+    return table, records
 
 
 def merge_runs(runs: List[Run], out: BinaryIO, scratch: str) -> None:
