@@ -196,7 +196,7 @@ class _MapTask(_Task):
         source = self.mr.get("source", path)
         hook = self.job.input_records if self.mr.get("text") else None
         if hook is not None:
-            yield hook(path, source)
+            yield ((key, value) for key, value in hook(path, source))  # pairs, checked
             return
         if not self.mr.get("text"):
             end = read_trailer(path)["data_end"]
