@@ -180,19 +180,39 @@ def run_account(args, size: dict, root: Path, cluster, account: env.Account,
 
 
 def w6(root: Path, mb: int, inv: Path, lab: str) -> tuple[dict, None, str]:
+    """sshmr on the 4 x 4 lab, beside (same minutes, same input) the plain Counter loop,
+    sshmr local and, if installed, Dask distributed with 2 workers (cluster start
+    excluded)."""
     import bench_wordcount as wc
 
     data = root / "w6-words.txt"
     if not data.exists():
         wc.generate(data, mb)
+    size_mb = data.stat().st_size / 1e6
+    t = time.time()
     expected = wc.count_words(data)
+    loop_s = time.time() - t
+    local = wc.run_master(root, data, f"w6-{lab}-local", None, os.cpu_count() or 1)
+    wc.check(root / f"out-w6-{lab}-local", expected)
     out = wc.run_master(root, data, f"w6-{lab}", str(inv), 16)
     wc.check(root / f"out-w6-{lab}", expected)
-    size_mb = data.stat().st_size / 1e6
     out["mb_per_s"] = round(size_mb / out["wall_s"], 2)
     out["jobs_per_s"] = None
+    out["local_mb_per_s"] = round(size_mb / local["wall_s"], 2)
+    out["loop_mb_per_s"] = round(size_mb / loop_s, 2)
+    beside = (f"; beside it: sshmr local {out['local_mb_per_s']:.1f} MB/s, Counter loop (1"
+              f" process) {out['loop_mb_per_s']:.1f} MB/s")
+    try:
+        import dask.distributed  # noqa: F401
+    except ImportError:
+        beside += ", Dask: not installed"
+    else:
+        dask = wc.run_dask(root, data, expected)
+        out["dask_mb_per_s"] = round(size_mb / dask["wall_s"], 2)
+        beside += (f", Dask distributed 2 workers {out['dask_mb_per_s']:.1f} MB/s (cluster start"
+                   " excluded)")
     return out, None, (f"{out['mb_per_s']:.1f} MB/s, master peak RSS {out['rss_mb']:.0f} MB, "
-                       f"shuffle {out['shuffle_mb']:.1f} MB, {out['tasks']} tasks")
+                       f"shuffle {out['shuffle_mb']:.1f} MB, {out['tasks']} tasks" + beside)
 
 
 def w7(size: dict, root: Path, cluster, account: env.Account, report: dict) -> None:

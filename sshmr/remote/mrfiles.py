@@ -20,6 +20,54 @@ from typing import Any, BinaryIO, Dict, Iterator, List, Tuple
 
 TRAILER_DIGITS = 16
 COPY_CHUNK = 1 << 20
+TEXT_BLOCK = 1 << 20  # bytes of text input read (and decoded) at once
+
+
+class TextError(ValueError):
+    """Text input that is not UTF-8: ``line`` is the 1-based number of the bad line."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__("line %d: %s" % (line, reason))
+        self.line = line
+        self.reason = reason
+
+
+def text_blocks(stream: BinaryIO) -> Iterator[List[str]]:
+    """The lines of a UTF-8 byte stream, a list per block of about ``TEXT_BLOCK`` bytes:
+    split at b"\\n" only, the newline dropped, and a "\\r" before it; the last line (no
+    newline) as it is. The same lines as iterating the file line by line, decoded, without
+    one generator step and one decode per line."""
+    seen = 0  # lines yielded so far, for the error's line number
+    pending: List[bytes] = []  # the start of a line longer than a block
+    while True:
+        chunk = stream.read(TEXT_BLOCK)
+        if not chunk:
+            break
+        cut = chunk.rfind(b"\n") + 1
+        if cut == 0:
+            pending.append(chunk)
+            continue
+        block = chunk[:cut]
+        if pending:
+            block = b"".join(pending) + block
+            pending = []
+        if cut < len(chunk):
+            pending.append(chunk[cut:])
+        lines = _decode(block, seen).split("\n")
+        lines.pop()  # the empty string after the last newline
+        if b"\r" in block:
+            lines = [line[:-1] if line[-1:] == "\r" else line for line in lines]
+        seen += len(lines)
+        yield lines
+    if pending:
+        yield [_decode(b"".join(pending), seen)]
+
+
+def _decode(block: bytes, seen: int) -> str:
+    try:
+        return block.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TextError(seen + block.count(b"\n", 0, exc.start) + 1, exc.reason) from None
 
 
 def write_trailer(f: BinaryIO, info: Dict[str, Any]) -> None:

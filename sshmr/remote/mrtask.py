@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import gzip
 import heapq
-import io
 import json
 import os
 import zlib
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
+from json.encoder import encode_basestring as encode_str
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from .mrfiles import iter_records, read_trailer
+from .mrfiles import TextError, iter_records, read_trailer, text_blocks
 from .resultfile import ResultFile
 from .sortmerge import (
     KEY_COST,
@@ -34,11 +34,11 @@ from .sortmerge import (
     SortBuffer,
     encode_json,
     grouped,
+    load_groups,
     merge_runs,
     record_key,
 )
 
-KEY_CACHE = 100000
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -76,7 +76,6 @@ class _Task:
         self.step = step
         self.mr = mr
         self.scratch = scratch
-        self.cache: Dict[str, str] = {}
         self.counts: Dict[str, int] = {}
         self.read = 0
         parts = int(mr["parts"])
@@ -96,12 +95,7 @@ class _Task:
 
     def key_json(self, key: Any) -> str:
         if key.__class__ is str:
-            kj = self.cache.get(key)
-            if kj is None:
-                if len(self.cache) > KEY_CACHE:
-                    self.cache.clear()
-                kj = self.cache[key] = encode_json(key)
-            return kj
+            return encode_str(key)  # what encode_json gives a str, without its Python layers
         try:
             return encode_json(key)
         except (TypeError, ValueError) as exc:
@@ -136,9 +130,13 @@ class _MapTask(_Task):
             return None
         key_json, loads = self.key_json, json.loads
 
-        def combine(kj: str, values: list) -> Iterator[Tuple[str, str]]:
-            for k2, v2 in combiner(loads(kj), iter(values)) or ():
-                yield key_json(k2), encode_json(v2)
+        def combine(kj: str, values: list) -> List[Tuple[str, str]]:
+            key = decode_key(kj) if kj[0] == '"' else loads(kj)
+            out = []
+            for k2, v2 in combiner(key, iter(values)) or ():
+                out.append((kj if k2 is key else key_json(k2),
+                            int.__repr__(v2) if v2.__class__ is int else encode_json(v2)))
+            return out
         return combine
 
     def run(self, path: str, out: str) -> None:
@@ -150,7 +148,7 @@ class _MapTask(_Task):
             self.emit(step.get("combiner_init")())
         if init is not None:
             self.emit(init())
-        self._map_all(mapper, self._input(path))
+        self._map_all(mapper, path)
         if final is not None:
             self.emit(final())
         if combining and step.get("combiner_final") is not None:
@@ -158,62 +156,65 @@ class _MapTask(_Task):
         self.finish(out)
         self.read = 0
 
-    def _map_all(self, mapper: Callable[..., Any], records: Iterator[Tuple[Any, Any]]) -> None:
-        """The hot loop: one dict lookup per str key (``lists`` maps a key straight to its
-        values in the buffer), memory accounted locally, spills when over the bound."""
+    def _map_all(self, mapper: Callable[..., Any], path: str) -> None:
+        """The hot loop: text input comes a block of lines at a time (no generator step per
+        line), one dict lookup per str key (``lists`` maps a key straight to its values in
+        the buffer), memory accounted locally, spills when over the bound."""
         buf, key_json = self.buffer, self.key_json
         groups, lists, used, limit = buf.groups, {}, buf.used, buf.memory
-        for key, value in records:
-            for k, v in mapper(key, value) or ():
-                values = lists.get(k) if k.__class__ is str else None
-                if values is None:
-                    kj = key_json(k)
-                    values = groups.get(kj)
-                    if values is None:
-                        values = groups[kj] = []
-                        used += len(kj) + KEY_COST
-                    if k.__class__ is str:
-                        lists[k] = values
-                values.append(v)
-                used += VALUE_COST
-                if used > limit:
-                    buf.used = used
-                    buf.spill()
-                    groups, lists, used = buf.groups, {}, 0
+        n = self.read
+        text = bool(self.mr.get("text")) and self.job.input_records is None
+        try:
+            for batch in self._input(path):
+                for record in batch:
+                    n += 1
+                    for k, v in (mapper(None, record) if text
+                                 else mapper(*record)) or ():
+                        values = lists.get(k) if k.__class__ is str else None
+                        if values is None:
+                            kj = key_json(k)
+                            values = groups.get(kj)
+                            if values is None:
+                                values = groups[kj] = []
+                                used += len(kj) + KEY_COST
+                            if k.__class__ is str:
+                                lists[k] = values
+                        values.append(v)
+                        used += VALUE_COST
+                        if used > limit:
+                            buf.used = used
+                            buf.spill()
+                            groups, lists, used = buf.groups, {}, 0
+        finally:
+            self.read = n
         buf.used = used
 
-    def _input(self, path: str) -> Iterator[Tuple[Any, Any]]:
+    def _input(self, path: str) -> Iterator[Iterable[Any]]:
+        """Batches of input records: lists of text lines (the mapper gets ``(None, line)``)
+        or, with an ``input_records`` hook or a previous step's output, ``(key, value)``
+        pairs."""
+        source = self.mr.get("source", path)
         hook = self.job.input_records if self.mr.get("text") else None
         if hook is not None:
-            for record in hook(path, self.mr.get("source", path)):
-                self.read += 1
-                yield record
+            yield ((key, value) for key, value in hook(path, source))  # pairs, checked
             return
         if not self.mr.get("text"):
             end = read_trailer(path)["data_end"]
             loads = json.loads
-            for line in iter_records(path, 0, end):
-                self.read += 1
-                tab = line.index(b"\t")
-                yield loads(line[:tab]), loads(line[tab + 1:])
+            yield ((loads(line[:line.index(b"\t")]), loads(line[line.index(b"\t") + 1:]))
+                   for line in iter_records(path, 0, end))
             return
         with open(path, "rb") as raw:
             gz = raw.read(2) == GZIP_MAGIC
             raw.seek(0)
-            stream = gzip.GzipFile(fileobj=raw) if gz else io.BufferedReader(raw, 1 << 20)
+            stream = gzip.GzipFile(fileobj=raw) if gz else raw
             try:
-                for line in stream:
-                    self.read += 1
-                    if line[-1:] == b"\n":
-                        line = line[:-2] if line[-2:-1] == b"\r" else line[:-1]
-                    yield None, line.decode("utf-8")
-            except UnicodeDecodeError as exc:
+                yield from text_blocks(stream)
+            except TextError as exc:
                 raise TaskError("input %s is not valid UTF-8 text at line %d (%s); convert it"
-                                " to UTF-8" % (self.mr.get("source", path), self.read,
-                                               exc.reason)) from None
+                                " to UTF-8" % (source, exc.line, exc.reason)) from None
             except (OSError, EOFError) as exc:
-                raise TaskError("cannot read input %s: %s" % (self.mr.get("source", path),
-                                                             exc)) from None
+                raise TaskError("cannot read input %s: %s" % (source, exc)) from None
 
 
 class _ReduceTask(_Task):
@@ -232,10 +233,23 @@ class _ReduceTask(_Task):
             self.emit(init())
         key_json, loads = self.key_json, json.loads
         groups = 0
-        for kb, values in grouped(self._merged(path)):
+        runs = [(path, off, length) for off, length in read_trailer(path)["parts"]]
+        loaded = load_groups(runs, self.buffer.memory // 2)
+        if loaded is not None:  # fits in half the sort memory: grouped in a dict, no merge
+            table, self.read = loaded
+            pairs: Iterable[Tuple[bytes, Iterable[bytes]]] = (
+                (kb, table.pop(kb)) for kb in sorted(table))
+        else:  # streamed: a k-way merge, a key's values never held together
+            pairs = grouped(self._merged(runs))
+        for kb, values in pairs:
             self.key = kb
             groups += 1
-            for k, v in reducer(loads(kb), (loads(v) for v in values)) or ():
+            key = kb[1:-1].decode("utf-8") if kb[:1] == b'"' and b"\\" not in kb else loads(kb)
+            if loaded is not None:
+                decoded = iter([int(v) if v.isdigit() else loads(v) for v in values])
+            else:
+                decoded = (int(v) if v.isdigit() else loads(v) for v in values)
+            for k, v in reducer(key, decoded) or ():
                 buf.add(key_json(k), v)
         self.key = None
         if final is not None:
@@ -243,8 +257,7 @@ class _ReduceTask(_Task):
         self.counts["reduce groups"] = groups
         self.finish(out)
 
-    def _merged(self, path: str) -> Iterator[bytes]:
-        runs = [(path, off, length) for off, length in read_trailer(path)["parts"]]
+    def _merged(self, runs: List[Tuple[str, int, int]]) -> Iterator[bytes]:
         if len(runs) > MERGE_FAN_IN:
             merged = os.path.join(self.scratch, "merged")
             with open(merged, "wb") as f:
@@ -258,6 +271,11 @@ class _ReduceTask(_Task):
         for line in lines:
             self.read += 1
             yield line
+
+
+def decode_key(kj: str) -> Any:
+    """A key from its JSON: a string without escapes is its text between the quotes."""
+    return kj[1:-1] if "\\" not in kj else json.loads(kj)
 
 
 def _identity(key: Any, value: Any) -> Iterator[Tuple[Any, Any]]:

@@ -22,6 +22,7 @@ KEY_COST = 120  # bytes a new key costs in the buffer beyond its encoding (dict 
 VALUE_COST = 40  # bytes a small value costs
 MERGE_FAN_IN = 128  # runs merged at once (open files); more runs take several passes
 WRITE_BATCH = 4096
+RECORD_COST = 100  # bytes a record read into memory costs beyond its text (line, key, value)
 
 encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
                                allow_nan=False).encode
@@ -90,29 +91,37 @@ class SortBuffer:
         self.spills = []
 
     def _write(self, path: str, info: Dict[str, Any]) -> None:
-        by_part: List[List[Tuple[str, str]]] = [[] for _ in range(self.parts)]
-        partition = self.partition
+        """Each partition's records sorted by key, a key's values in arrival order: with a
+        combiner one (key, value JSON) row per record it yields; without, one (key, values)
+        row per key, its values encoded only as they are written."""
+        by_part: List[List[Tuple[str, Any]]] = [[] for _ in range(self.parts)]
+        partition, combine, one = self.partition, self.combine, self.parts == 1
         for key_json, values in self.groups.items():
-            if self.combine is not None:
-                for k2, v2 in self.combine(key_json, values):
-                    by_part[partition(k2) if self.parts > 1 else 0].append((k2, v2))
+            if combine is not None:
+                for k2, v2 in combine(key_json, values):
+                    by_part[0 if one else partition(k2)].append((k2, v2))
             else:
-                rows = by_part[partition(key_json) if self.parts > 1 else 0]
-                for value in values:
-                    rows.append((key_json, value))
+                by_part[0 if one else partition(key_json)].append((key_json, values))
         self.groups = {}
         self.used = 0
         tmp = path + ".tmp"
         parts = []
         with open(tmp, "wb", buffering=1 << 20) as out:
             for rows in by_part:
-                rows.sort(key=_first)  # stable: values keep their order within a key
+                rows.sort(key=_first)  # stable: a combiner's rows of one key keep their order
                 start = out.tell()
-                self.records_out += len(rows)
-                encoded = rows if self.combine is not None else _encode_values(rows)
-                for i in range(0, len(encoded), WRITE_BATCH):
-                    out.write("".join(["%s\t%s\n" % kv for kv in encoded[i:i + WRITE_BATCH]])
-                              .encode("utf-8"))
+                if combine is not None:
+                    self.records_out += len(rows)
+                    for i in range(0, len(rows), WRITE_BATCH):
+                        out.write("".join(["%s\t%s\n" % kv for kv in rows[i:i + WRITE_BATCH]])
+                                  .encode("utf-8"))
+                else:
+                    for key_json, values in rows:
+                        self.records_out += len(values)
+                        head = key_json + "\t"
+                        for i in range(0, len(values), WRITE_BATCH):
+                            out.write("".join([head + v + "\n" for v in _encode_values(
+                                key_json, values[i:i + WRITE_BATCH])]).encode("utf-8"))
                 parts.append([start, out.tell() - start])
             write_trailer(out, dict(info, parts=parts, records=self.records_out))
         os.replace(tmp, path)
@@ -122,16 +131,50 @@ def _first(row: Tuple[str, Any]) -> str:
     return row[0]
 
 
-def _encode_values(rows: List[Tuple[str, Any]]) -> List[Tuple[str, str]]:
-    out = []
-    for key_json, value in rows:
-        try:
-            out.append((key_json, encode_json(value)))
-        except (TypeError, ValueError) as exc:
-            raise ValueError("a value of key %s is not JSON-serialisable (%s: %s); yield JSON"
-                             " values (dict, list, str, int, float, bool, None)"
-                             % (key_json[:80], type(exc).__name__, exc)) from None
-    return out
+def _encode_values(key_json: str, values: List[Any]) -> List[str]:
+    try:
+        return [int.__repr__(v) if v.__class__ is int else encode_json(v) for v in values]
+    except (TypeError, ValueError) as exc:
+        raise ValueError("a value of key %s is not JSON-serialisable (%s: %s); yield JSON"
+                         " values (dict, list, str, int, float, bool, None)"
+                         % (key_json[:80], type(exc).__name__, exc)) from None
+
+
+def load_groups(runs: List[Run], memory: int
+                ) -> Optional[Tuple[Dict[bytes, List[bytes]], int]]:
+    """The records of sorted runs grouped in memory: key JSON -> value JSONs in run order
+    (the order ``merge_runs`` gives equal keys), and the number of records; None (nothing
+    kept) as soon as they would take more than ``memory`` bytes."""
+    runs = [r for r in runs if r[2] > 0]
+    used = 2 * sum(r[2] for r in runs)
+    if used > memory:
+        return None
+    table: Dict[bytes, List[bytes]] = {}
+    records = 0
+    for path, offset, length in runs:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read(length)
+        if len(data) != length:
+            raise ValueError("%s is shorter than its trailer says" % path)
+        count = data.count(b"\n")
+        records += count
+        used += RECORD_COST * count
+        if used > memory:
+            return None
+        lines = data.split(b"\n")
+        del data
+        if lines.pop():
+            raise ValueError("%s ends inside a segment" % path)
+        for line in lines:
+            tab = line.index(b"\t")
+            key = line[:tab]
+            values = table.get(key)
+            if values is None:
+                table[key] = [line[tab + 1:]]
+            else:
+                values.append(line[tab + 1:])
+    return table, records
 
 
 def merge_runs(runs: List[Run], out: BinaryIO, scratch: str) -> None:
