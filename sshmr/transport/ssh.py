@@ -95,6 +95,7 @@ class SshTransport(Transport):
         self._pending: paramiko.Transport | None = None  # a connection being set up
         self._idle: list[SftpSession] = []  # SFTP sessions of this connection, not in use
         self._sessions = 0  # open ones, in use or idle
+        self._max_sessions = SFTP_SESSIONS
         self._pool_ready = threading.Condition()
         self._home: str | None = None
 
@@ -203,29 +204,37 @@ class SshTransport(Transport):
 
     def _acquire(self) -> SftpSession:
         """An idle SFTP session of this connection, or a new one (at most ``SFTP_SESSIONS``
-        at once; past that, wait for one)."""
-        with self._pool_ready:
-            while True:
-                if self._transport is not None and not self._transport.is_active():
-                    raise self._dropped("the connection is down")  # OSError, as mid-transfer
-                transport = self.transport  # HostUnreachable once closed
-                while self._idle:
-                    session = self._idle.pop()
-                    if session.transport is transport and session.chan.active:
-                        return session
-                    self._sessions -= 1
-                    session.close()
-                if self._sessions < SFTP_SESSIONS:
-                    self._sessions += 1
-                    break
-                self._pool_ready.wait(1.0)
-        try:
-            return SftpSession(transport, self.op_timeout)
-        except BaseException:
+        at once, fewer if the host's sshd takes fewer (MaxSessions); past that, wait)."""
+        while True:
             with self._pool_ready:
-                self._sessions -= 1
-                self._pool_ready.notify()
-            raise
+                while True:
+                    if self._transport is not None and not self._transport.is_active():
+                        raise self._dropped("the connection is down")  # as mid-transfer
+                    transport = self.transport  # HostUnreachable once closed
+                    while self._idle:
+                        session = self._idle.pop()
+                        if session.transport is transport and session.chan.active:
+                            return session
+                        self._sessions -= 1
+                        session.close()
+                    if self._sessions < self._max_sessions:
+                        self._sessions += 1
+                        break
+                    self._pool_ready.wait(1.0)
+            try:
+                return SftpSession(transport, self.op_timeout)
+            except paramiko.SSHException:  # ChannelException, or its race: no reason given
+                with self._pool_ready:
+                    self._sessions -= 1
+                    self._pool_ready.notify()
+                    if not self._sessions or not transport.is_active():
+                        raise
+                    self._max_sessions = self._sessions  # the host takes no more: share
+            except BaseException:
+                with self._pool_ready:
+                    self._sessions -= 1
+                    self._pool_ready.notify()
+                raise
 
     def _release(self, session: SftpSession, keep: bool) -> None:
         with self._pool_ready:

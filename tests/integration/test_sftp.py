@@ -124,3 +124,31 @@ def test_a_closed_transport_is_an_error_and_a_new_connection_works(ssh):
         t.get_bytes(f"{work}/f")
     t.connect()
     assert t.get_bytes(f"{work}/f") == b"old"
+
+
+def test_a_host_that_takes_fewer_sessions_shares_those_it_took(fresh_cluster, tmp_path):
+    c = fresh_cluster(1, MaxSessions=2)
+    inv = load_inventory(str(write_inventory(c, tmp_path / "inv.yaml")))
+    t = SshTransport(inv.hosts[0], inv.known_hosts)
+    t.connect()
+    work = c.hosts[0].workdir
+    blob = os.urandom(3 << 20)
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            t.put_bytes(blob, f"{work}/m{i}")
+            assert t.get_bytes(f"{work}/m{i}", limit=len(blob)) == blob
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors
+        assert t._sessions <= 2
+    finally:
+        t.close()
