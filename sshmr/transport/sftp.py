@@ -94,6 +94,7 @@ class SftpSession:
     # ------------------------------------------------------------- packets
 
     def _fill(self) -> None:
+        self.trim()
         if self._pos:
             del self._buf[:self._pos]
             self._pos = 0
@@ -368,6 +369,11 @@ class SftpSession:
             self.broken = bool(waiting) or not clean_error(exc)
             raise
         return eof
+
+    def trim(self) -> None:
+        """Let go of the buffer once all of it is read (it grows to megabytes)."""
+        if self._pos >= len(self._buf):
+            self._buf, self._pos = bytearray(), 0
 
     def close(self) -> None:
         self.chan.close()

@@ -6,13 +6,12 @@ as OpenSSH checks them (``sshkeys``). Agent forwarding is never requested. Remot
 are argument lists joined with ``shlex.join``.
 Files are written as new files (O_EXCL, 0600) after removing what was at the path, so a
 symbolic link planted in the workdir is never followed. Files move over sshmr's own SFTP
-client (``sftp``): up to ``SFTP_SESSIONS`` sessions per host, so transfers to and from one
-host overlap; a session is reused unless an error left it out of step with its server.
+client (``sftp``), on a few sessions per host (``sftp_pool``), so transfers to and from
+one host overlap.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
 import logging
@@ -20,20 +19,18 @@ import os
 import shlex
 import socket
 import stat
-import threading
 import time
-from collections.abc import Iterator
 
 import paramiko
 
 from ..errors import HostUnreachable
 from ..inventory import Host
 from .base import CHUNK, AgentStream, Transport
-from .sftp import SftpSession, clean_error
+from .sftp import SftpSession
+from .sftp_pool import SftpPool
 from .sshkeys import authenticate, refuse_open_key_files, verify_host_key
 
 STDERR_LIMIT = 8192
-SFTP_SESSIONS = 4  # per host: transfers to and from it run side by side
 # paramiko logs handshake failures (e.g. sshd dropping us at MaxStartups) with a traceback
 # from its own thread; sshmr reports them as one-line host errors. Without any handler,
 # logging's last resort would print that traceback on stderr; an application that
@@ -93,10 +90,7 @@ class SshTransport(Transport):
         self._transport: paramiko.Transport | None = None
         self._jump: SshTransport | None = None
         self._pending: paramiko.Transport | None = None  # a connection being set up
-        self._idle: list[SftpSession] = []  # SFTP sessions of this connection, not in use
-        self._sessions = 0  # open ones, in use or idle
-        self._max_sessions = SFTP_SESSIONS
-        self._pool_ready = threading.Condition()
+        self._sftp = SftpPool(self.name, lambda: self._transport, op_timeout)
         self._home: str | None = None
 
     # ---------------------------------------------------------------- connect
@@ -202,77 +196,8 @@ class SshTransport(Transport):
 
     # ------------------------------------------------------------------ sftp
 
-    def _acquire(self) -> SftpSession:
-        """An idle SFTP session of this connection, or a new one (at most ``SFTP_SESSIONS``
-        at once, fewer if the host's sshd takes fewer (MaxSessions); past that, wait)."""
-        while True:
-            with self._pool_ready:
-                while True:
-                    if self._transport is not None and not self._transport.is_active():
-                        raise self._dropped("the connection is down")  # as mid-transfer
-                    transport = self.transport  # HostUnreachable once closed
-                    while self._idle:
-                        session = self._idle.pop()
-                        if session.transport is transport and session.chan.active:
-                            return session
-                        self._sessions -= 1
-                        session.close()
-                    if self._sessions < self._max_sessions:
-                        self._sessions += 1
-                        break
-                    self._pool_ready.wait(1.0)
-            try:
-                return SftpSession(transport, self.op_timeout)
-            except paramiko.SSHException:  # ChannelException, or its race: no reason given
-                with self._pool_ready:
-                    self._sessions -= 1
-                    self._pool_ready.notify()
-                    if not self._sessions or not transport.is_active():
-                        raise
-                    self._max_sessions = self._sessions  # the host takes no more: share
-            except BaseException:
-                with self._pool_ready:
-                    self._sessions -= 1
-                    self._pool_ready.notify()
-                raise
-
-    def _release(self, session: SftpSession, keep: bool) -> None:
-        with self._pool_ready:
-            if keep and session.transport is self._transport:
-                self._idle.append(session)
-            else:
-                self._sessions -= 1
-                session.close()
-            self._pool_ready.notify()
-
-    @contextlib.contextmanager
-    def _sftp_session(self) -> Iterator[SftpSession]:
-        """An SFTP session for one caller. A connection dropped mid-transfer (paramiko
-        raises EOFError or SSHException for that) comes out as ConnectionResetError: an
-        OSError, like every other transfer failure callers handle. A session an error left
-        out of step with its server is closed, not reused."""
-        try:
-            session = self._acquire()
-        except (EOFError, paramiko.SSHException) as exc:
-            raise self._dropped(exc) from exc
-        keep = False
-        try:
-            yield session
-            keep = True
-        except (EOFError, paramiko.SSHException) as exc:
-            raise self._dropped(exc) from exc
-        except BaseException as exc:
-            keep = not session.broken and clean_error(exc)
-            raise
-        finally:
-            self._release(session, keep)
-
-    def _dropped(self, exc: BaseException | str) -> ConnectionResetError:
-        return ConnectionResetError(errno.ECONNRESET, f"connection to {self.name} lost during"
-                                    f" SFTP: {exc or type(exc).__name__}")
-
     def _call(self, fn_name: str, *args):
-        with self._sftp_session() as sftp:
+        with self._sftp.session() as sftp:
             return getattr(sftp, fn_name)(*args)
 
     def home(self) -> str:
@@ -294,12 +219,12 @@ class SshTransport(Transport):
             return sftp.create(path)
 
     def put_bytes(self, data: bytes, path: str) -> None:
-        with self._sftp_session() as sftp:  # every write's reply is checked (ENOSPC...)
+        with self._sftp.session() as sftp:  # every write's reply is checked (ENOSPC...)
             sftp.write(self._create(sftp, path), [data], path)
 
     def put_file(self, local_path: str, path: str) -> None:
         target = os.fsencode(path)  # a file name that is not UTF-8 keeps its bytes
-        with open(local_path, "rb") as src, self._sftp_session() as sftp:
+        with open(local_path, "rb") as src, self._sftp.session() as sftp:
             sftp.write(self._create(sftp, target), iter(lambda: src.read(CHUNK), b""), path)
 
     def get_bytes(self, path: str, limit: int | None = None) -> bytes:
@@ -310,13 +235,13 @@ class SshTransport(Transport):
                 out.extend(bytes(offset - len(out)))
             out[offset:offset + len(data)] = data
 
-        with self._sftp_session() as sftp:
+        with self._sftp.session() as sftp:
             size = sftp.read(path, limit, sink)
         del out[size:]
         return bytes(out)
 
     def get_file(self, path: str, local_path: str, limit: int | None = None) -> None:
-        with open(local_path, "wb") as dst, self._sftp_session() as sftp:
+        with open(local_path, "wb") as dst, self._sftp.session() as sftp:
             fd = dst.fileno()
             size = sftp.read(path, limit, lambda offset, data: _pwrite(fd, data, offset))
             os.ftruncate(fd, size)
@@ -378,11 +303,7 @@ class SshTransport(Transport):
     def close(self) -> None:
         if self._pending is not None:  # abort a connect in progress (it raises at once)
             self._pending.close()
-        with self._pool_ready:  # those in use are closed as they come back
-            idle, self._idle = self._idle, []
-            self._sessions -= len(idle)
-        for session in idle:
-            session.close()
+        self._sftp.close()
         if self._transport is not None:
             self._transport.close()
             self._transport = None

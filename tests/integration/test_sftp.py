@@ -13,7 +13,8 @@ from helpers import write_inventory
 
 from sshmr.inventory import load_inventory
 from sshmr.transport.base import TooLarge
-from sshmr.transport.ssh import SFTP_SESSIONS, SshTransport
+from sshmr.transport.sftp_pool import SFTP_SESSIONS
+from sshmr.transport.ssh import SshTransport
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def test_more_than_the_limit_is_too_large_and_the_session_goes_on(ssh, tmp_path)
         with pytest.raises(TooLarge):
             t.get_file(f"{work}/f", str(tmp_path / "g"), limit=limit)
     assert t.get_bytes(f"{work}/f", limit=100_000) == b"x" * 100_000
-    assert t._sessions == 1  # the same session all along
+    assert t._sftp.open == 1  # the same session all along
 
 
 def test_a_file_whose_size_the_host_does_not_tell_is_read_to_its_end(ssh):
@@ -82,7 +83,7 @@ def test_errors_say_what_paramiko_said_and_keep_the_session(ssh):
     with pytest.raises(NotADirectoryError):
         t.mkdir_private(f"{work}/link")
     assert t.home().startswith("/")
-    assert t._sessions == 1
+    assert t._sftp.open == 1
 
 
 def test_many_names_in_a_directory(ssh):
@@ -113,7 +114,7 @@ def test_transfers_at_once_share_a_few_sessions(ssh, tmp_path):
     for thread in threads:
         thread.join()
     assert not errors
-    assert 1 <= t._sessions <= SFTP_SESSIONS
+    assert 1 <= t._sftp.open <= SFTP_SESSIONS
 
 
 def test_a_closed_transport_is_an_error_and_a_new_connection_works(ssh):
@@ -149,6 +150,6 @@ def test_a_host_that_takes_fewer_sessions_shares_those_it_took(fresh_cluster, tm
         for thread in threads:
             thread.join()
         assert not errors
-        assert t._sessions <= 2
+        assert t._sftp.open <= 2
     finally:
         t.close()
