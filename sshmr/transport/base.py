@@ -3,7 +3,7 @@
 A transport gives file operations on the host (the SFTP subset sshmr needs), a one-shot
 command runner, and ``start_agent``, which returns the byte stream of a long-lived
 process (the host agent). ``LocalTransport`` implements it with the local filesystem and
-subprocesses; ``SshTransport`` with one paramiko connection and one SFTP session.
+subprocesses; ``SshTransport`` with one paramiko connection and a few SFTP sessions.
 Commands are always argument lists; a transport quotes them for the remote shell.
 Below the workdir nothing is written through a symbolic link: ``put_*`` replace whatever
 is at the path (a planted link is removed, never followed), ``mkdir_private`` refuses one.

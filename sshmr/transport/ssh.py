@@ -5,12 +5,13 @@ SFTP call). TCP_NODELAY and SSH keepalives are on. Host keys and our own keys ar
 as OpenSSH checks them (``sshkeys``). Agent forwarding is never requested. Remote commands
 are argument lists joined with ``shlex.join``.
 Files are written as new files (O_EXCL, 0600) after removing what was at the path, so a
-symbolic link planted in the workdir is never followed.
+symbolic link planted in the workdir is never followed. Files move over sshmr's own SFTP
+client (``sftp``), on a few sessions per host (``sftp_pool``), so transfers to and from
+one host overlap.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
 import logging
@@ -18,15 +19,15 @@ import os
 import shlex
 import socket
 import stat
-import threading
 import time
-from collections.abc import Iterator
 
 import paramiko
 
 from ..errors import HostUnreachable
 from ..inventory import Host
-from .base import AgentStream, TooLarge, Transport, copy_limited, read_limited
+from .base import CHUNK, AgentStream, Transport
+from .sftp import SftpSession
+from .sftp_pool import SftpPool
 from .sshkeys import authenticate, refuse_open_key_files, verify_host_key
 
 STDERR_LIMIT = 8192
@@ -89,8 +90,7 @@ class SshTransport(Transport):
         self._transport: paramiko.Transport | None = None
         self._jump: SshTransport | None = None
         self._pending: paramiko.Transport | None = None  # a connection being set up
-        self._sftp: paramiko.SFTPClient | None = None
-        self._sftp_lock = threading.Lock()
+        self._sftp = SftpPool(self.name, lambda: self._transport, op_timeout)
         self._home: str | None = None
 
     # ---------------------------------------------------------------- connect
@@ -196,96 +196,55 @@ class SshTransport(Transport):
 
     # ------------------------------------------------------------------ sftp
 
-    def _client(self) -> paramiko.SFTPClient:
-        """The host's one SFTP session (callers hold ``_sftp_lock``)."""
-        if self._sftp is None:
-            self._sftp = paramiko.SFTPClient.from_transport(self.transport)
-            self._sftp.get_channel().settimeout(self.op_timeout)
-        return self._sftp
-
-    @contextlib.contextmanager
-    def _sftp_session(self) -> Iterator[paramiko.SFTPClient]:
-        """The SFTP session, under its lock. A connection dropped mid-transfer (paramiko
-        raises EOFError or SSHException for that) comes out as ConnectionResetError: an
-        OSError, like every other transfer failure callers handle."""
-        with self._sftp_lock:
-            try:
-                yield self._client()
-            except (EOFError, paramiko.SSHException) as exc:
-                raise ConnectionResetError(
-                    errno.ECONNRESET, f"connection to {self.name} lost during SFTP: "
-                    f"{exc or type(exc).__name__}") from exc
-
     def _call(self, fn_name: str, *args):
-        with self._sftp_session() as sftp:
+        with self._sftp.session() as sftp:
             return getattr(sftp, fn_name)(*args)
 
     def home(self) -> str:
         if self._home is None:
-            self._home = self._call("normalize", ".")
+            self._home = self._call("realpath", ".")
         return self._home
 
     @staticmethod
-    def _create(sftp: paramiko.SFTPClient, path: str | bytes) -> paramiko.SFTPFile:
-        """Open ``path`` as a new file (O_EXCL), mode 0600: whatever was there is removed
-        first (a planted symbolic link itself, never its target)."""
+    def _create(sftp: SftpSession, path: str | bytes) -> bytes:
+        """Open ``path`` as a new file (O_EXCL), created 0600: whatever was there is
+        removed first (a planted symbolic link itself, never its target)."""
         try:
-            f = sftp.open(path, "wbx")
+            return sftp.create(path)
         except OSError:
             try:
                 sftp.remove(path)
             except OSError:
                 pass
-            f = sftp.open(path, "wbx")
-        f.chmod(0o600)  # on the handle: no path to follow
-        f.set_pipelined(True)
-        return f
+            return sftp.create(path)
 
     def put_bytes(self, data: bytes, path: str) -> None:
-        with self._sftp_session() as sftp:
-            with self._create(sftp, path) as f:
-                f.write(data)
-            # paramiko drops the replies to pipelined writes, errors (ENOSPC) included: check
-            # the size, as its own put() does (the server handles requests in order)
-            size = sftp.stat(path).st_size
-            if size != len(data):
-                raise OSError(errno.EIO, f"short write: {size} of {len(data)} bytes", path)
+        with self._sftp.session() as sftp:  # every write's reply is checked (ENOSPC...)
+            sftp.write(self._create(sftp, path), [data], path)
 
     def put_file(self, local_path: str, path: str) -> None:
         target = os.fsencode(path)  # a file name that is not UTF-8 keeps its bytes
-        with self._sftp_session() as sftp:
-            with open(local_path, "rb") as src, self._create(sftp, target) as f:
-                for chunk in iter(lambda: src.read(1 << 15), b""):
-                    f.write(chunk)
-                sent = src.tell()
-            size = sftp.stat(target).st_size  # as paramiko's put(): pipelined writes
-            if size != sent:
-                raise OSError(errno.EIO, f"short write: {size} of {sent} bytes", path)
+        with open(local_path, "rb") as src, self._sftp.session() as sftp:
+            sftp.write(self._create(sftp, target), iter(lambda: src.read(CHUNK), b""), path)
 
     def get_bytes(self, path: str, limit: int | None = None) -> bytes:
-        with self._sftp_session() as sftp:
-            with sftp.open(path, "rb") as f:
-                self._prefetch(f, path, limit)
-                return read_limited(f, path, limit)
+        out = bytearray()
+
+        def sink(offset: int, data: memoryview) -> None:
+            if offset > len(out):
+                out.extend(bytes(offset - len(out)))
+            out[offset:offset + len(data)] = data
+
+        with self._sftp.session() as sftp:
+            size = sftp.read(path, limit, sink)
+        del out[size:]
+        return bytes(out)
 
     def get_file(self, path: str, local_path: str, limit: int | None = None) -> None:
-        if limit is None:
-            self._call("get", path, local_path)  # paramiko prefetches: many requests in flight
-            return
-        with self._sftp_session() as sftp:
-            with sftp.open(path, "rb") as src, open(local_path, "wb") as dst:
-                self._prefetch(src, path, limit)
-                copy_limited(src, dst, path, limit)
-
-    @staticmethod
-    def _prefetch(f: paramiko.SFTPFile, path: str, limit: int | None) -> None:
-        """Many read requests in flight, for the bytes the host says the file holds: none
-        if that is over ``limit`` (TooLarge), and none past its end (whatever else it holds
-        is read without prefetch, still bounded by ``limit``)."""
-        size = f.stat().st_size or 0
-        if limit is not None and size > limit:
-            raise TooLarge(path, limit)
-        f.prefetch(size)
+        with open(local_path, "wb") as dst, self._sftp.session() as sftp:
+            fd = dst.fileno()
+            size = sftp.read(path, limit, lambda offset, data: _pwrite(fd, data, offset))
+            os.ftruncate(fd, size)
 
     def exists(self, path: str) -> bool:
         try:
@@ -344,13 +303,16 @@ class SshTransport(Transport):
     def close(self) -> None:
         if self._pending is not None:  # abort a connect in progress (it raises at once)
             self._pending.close()
-        with self._sftp_lock:
-            if self._sftp is not None:
-                self._sftp.close()
-                self._sftp = None
+        self._sftp.close()
         if self._transport is not None:
             self._transport.close()
             self._transport = None
         if self._jump is not None:
             self._jump.close()
             self._jump = None
+
+
+def _pwrite(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        done = os.pwrite(fd, data, offset)
+        data, offset = data[done:], offset + done

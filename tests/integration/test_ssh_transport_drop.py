@@ -8,6 +8,8 @@ and the run left unfinished.
 
 from __future__ import annotations
 
+from unittest import mock
+
 import paramiko
 import pytest
 from helpers import write_inventory
@@ -39,9 +41,10 @@ DROPPED = [EOFError(), paramiko.SSHException("Server connection dropped")]
 
 @pytest.mark.parametrize("dropped", DROPPED)
 def test_paramikos_dropped_connection_errors_come_out_as_oserror(fresh_cluster, tmp_path,
-                                                                 mocker, dropped):
+                                                                 dropped):
     """paramiko raises these when the connection goes while a request is on the wire (a
-    race a test cannot time): injected into a real session's SFTP client."""
+    race a test cannot time): injected into a real session's SFTP channel, when it sends a
+    request or reads a reply."""
     c = fresh_cluster(1)
     inv = load_inventory(str(write_inventory(c, tmp_path / "inv.yaml")))
     transport = SshTransport(inv.hosts[0], inv.known_hosts)
@@ -49,13 +52,12 @@ def test_paramikos_dropped_connection_errors_come_out_as_oserror(fresh_cluster, 
     try:
         path = f"{c.hosts[0].workdir}/probe"
         transport.put_bytes(b"x", path)
-        for name in ("open", "stat", "listdir", "normalize"):
-            mocker.patch.object(paramiko.SFTPClient, name, side_effect=dropped)
         for op in (lambda: transport.get_bytes(path), lambda: transport.put_bytes(b"y", path),
                    lambda: transport.exists(path), lambda: transport.listdir("."),
                    lambda: transport.expand_user("~/x")):
-            with pytest.raises(ConnectionResetError, match="lost during SFTP"):
-                op()
+            for name in ("recv", "sendall"):
+                with mock.patch.object(paramiko.Channel, name, side_effect=dropped):
+                    with pytest.raises(ConnectionResetError, match="lost during SFTP"):
+                        op()
     finally:
-        mocker.stopall()
         transport.close()
