@@ -7,7 +7,8 @@ large results) off the master's thread. Every item posted carries the session's
 ``generation``, so the master drops what a previous connection said.
 
 Items posted: ``(kind, host, generation, data)`` with kind ``connected`` (agent info),
-``failed`` (an exception), ``msg`` (a protocol message, checked by ``wire``), ``violation``
+``failed`` (an exception), ``msgs`` (the protocol messages one read brought, each checked
+by ``wire``), ``violation``
 (what the host said that no honest agent says), ``eof`` (why) or ``io`` (a callable's
 outcome). What a host may send is bounded: a line of at most ``wire.MAX_LINE`` bytes, and
 at most ``MAX_QUEUED_BYTES`` of its messages waiting in the master's queue (its reader then
@@ -192,29 +193,36 @@ class HostSession:
         return line
 
     def _read(self, gen: int) -> None:
+        """Read the agent's lines; post what one read brought as one ``msgs`` item (a list
+        of checked messages): one queue item and one wake-up per read, not per message."""
         agent = self.agent
         assert agent is not None
         buf = getattr(agent, "leftover", b"")
         while True:
             *lines, buf = buf.split(b"\n")
+            batch: list[dict[str, Any]] = []
+            size = 0
+            why = None
             for line in lines:
                 if not line:
                     continue
                 try:
-                    msg = check_message(protocol.decode(line))
+                    batch.append(check_message(protocol.decode(line)))
                 except (ValueError, RecursionError) as exc:
                     why = str(exc) if isinstance(exc, ProtocolViolation) else (
                         f"garbled message from the agent: {line[:100]!r}")
-                    self._eof.set()
-                    self._post("violation", gen, why)
-                    return
-                if self._closing:
-                    continue  # the master reads no more: only the agent's EOF matters now
-                if not self._take(len(line) + ITEM_COST, gen):
-                    if self._closing:
-                        continue
-                    return  # this connection is over
-                self._post("msg", gen, msg)
+                    break
+                size += len(line) + ITEM_COST
+            if batch and not self._closing:  # closing: the master reads no more
+                if not self._take(size, gen):
+                    if not self._closing:
+                        return  # this connection is over
+                else:
+                    self._post("msgs", gen, batch)
+            if why is not None:  # what came before it is posted: it was said first
+                self._eof.set()
+                self._post("violation", gen, why)
+                return
             if len(buf) > MAX_LINE:
                 self._eof.set()
                 self._post("violation", gen, f"a message longer than {MAX_LINE} bytes")
@@ -241,7 +249,7 @@ class HostSession:
         return True
 
     def consumed(self) -> None:
-        """The master took one of this host's ``msg`` items off its queue."""
+        """The master took one of this host's ``msgs`` items off its queue."""
         with self._room:
             self._queued -= self._queued_sizes.popleft()
             self._room.notify()
