@@ -37,6 +37,7 @@ from ..transport.base import AgentStream, Transport
 from .bundle import ENTRY, Bundle, push_bundle
 from .cleanup import CLEANUP_PATIENCE, make_sure_removed
 from .diskspace import host_write_failed
+from .handshakes import handshake_gate
 from .wire import MAX_LINE, ProtocolViolation, check_message, host_key
 
 READY_TIMEOUT = 30.0
@@ -45,7 +46,6 @@ EXIT_PATIENCE = 2.0  # an agent that did not start: how long its exit status may
 CLOSE_PATIENCE = 5.0  # a reconnection waits this long at most for the old connection to close
 MAX_QUEUED_BYTES = 16 << 20  # of one host's messages waiting in the master's queue
 ITEM_COST = 1024  # what a queued message costs beyond its bytes (its dict and tuple)
-
 
 class HostSession:
     def __init__(self, transport: Transport, *, python: str, workdir: str, slots: int | None,
@@ -108,7 +108,16 @@ class HostSession:
 
     def _connect(self) -> dict[str, Any]:
         t = self.transport
-        t.connect()
+        gate = handshake_gate(t)
+        if gate is not None:
+            while not gate.acquire(timeout=0.5):
+                if self._closing:
+                    raise RemoteSetupFailed(self.name, "the run ended while connecting")
+        try:
+            t.connect()
+        finally:
+            if gate is not None:
+                gate.release()
         workdir = self.workdir_spec
         try:
             workdir = t.expand_user(self.workdir_spec)
