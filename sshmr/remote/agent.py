@@ -215,6 +215,10 @@ class Agent:
         for s, msg in begun:
             if s.attempt != msg["a"] or s.kill_reason is not None or s.wfd < 0:
                 continue
+            if self.master_lost:  # no new job once the master is lost: this one never ran
+                s.attempt, s.deadline = None, float("inf")
+                self._kill(s, "retired")
+                continue
             try:
                 write_all(s.wfd, protocol.encode(msg))
             except OSError:
