@@ -298,7 +298,7 @@ class Agent:
                 s.attempt = None
                 s.deadline = float("inf")
                 if s.kill_reason is None:
-                    self._send_line(line + b"\n")
+                    self._send(line + b"\n")
                     if self.master_lost:
                         self._kill(s, "retired")
                     elif s.queue:
@@ -368,18 +368,12 @@ class Agent:
 
     # ---------------------------------------------------------------- output
 
-    def _send(self, msg: Dict[str, Any]) -> None:
-        """Queue ``msg`` for the master (written by ``_flush``, at the latest at the end of
-        this turn of the loop)."""
+    def _send(self, msg: Any) -> None:
+        """Queue ``msg`` (a message, or a worker's line as it wrote it) for the master
+        (written by ``_flush``, at the latest at the end of this turn of the loop)."""
         self.last_sent = time.monotonic()
         if not self.master_lost:
-            self.outbuf.append(protocol.encode(msg))
-
-    def _send_line(self, line: bytes) -> None:
-        """``_send`` for a message encoded already (a worker's ``done``)."""
-        self.last_sent = time.monotonic()
-        if not self.master_lost:
-            self.outbuf.append(line)
+            self.outbuf.append(msg if isinstance(msg, bytes) else protocol.encode(msg))
 
     def _flush(self) -> None:
         if not self.outbuf:
