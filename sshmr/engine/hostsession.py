@@ -8,7 +8,8 @@ item posted carries the session's ``generation``, so the master drops what a pre
 connection said.
 
 Items posted: ``(kind, host, generation, data)`` with kind ``connected`` (agent info),
-``failed`` (an exception), ``msg`` (a protocol message, checked by ``wire``), ``violation``
+``failed`` (an exception), ``msgs`` (the protocol messages one read brought, each checked
+by ``wire``), ``violation``
 (what the host said that no honest agent says), ``eof`` (why) or ``io`` (a callable's
 outcome). What a host may send is bounded: a line of at most ``wire.MAX_LINE`` bytes, and
 at most ``MAX_QUEUED_BYTES`` of its messages waiting in the master's queue (its reader then
@@ -37,6 +38,7 @@ from ..transport.base import AgentStream, Transport
 from .bundle import ENTRY, Bundle, push_bundle
 from .cleanup import CLEANUP_PATIENCE, make_sure_removed
 from .diskspace import host_write_failed
+from .handshakes import handshake_gate
 from .wire import MAX_LINE, ProtocolViolation, check_message, host_key
 
 READY_TIMEOUT = 30.0
@@ -46,7 +48,6 @@ CLOSE_PATIENCE = 5.0  # a reconnection waits this long at most for the old conne
 MAX_QUEUED_BYTES = 16 << 20  # of one host's messages waiting in the master's queue
 ITEM_COST = 1024  # what a queued message costs beyond its bytes (its dict and tuple)
 IO_THREADS = 3  # per host: transfers to and from it overlap (each on an SFTP session)
-
 
 class HostSession:
     def __init__(self, transport: Transport, *, python: str, workdir: str, slots: int | None,
@@ -111,7 +112,16 @@ class HostSession:
 
     def _connect(self) -> dict[str, Any]:
         t = self.transport
-        t.connect()
+        gate = handshake_gate(t)
+        if gate is not None:
+            while not gate.acquire(timeout=0.5):
+                if self._closing:
+                    raise RemoteSetupFailed(self.name, "the run ended while connecting")
+        try:
+            t.connect()
+        finally:
+            if gate is not None:
+                gate.release()
         workdir = self.workdir_spec
         try:
             workdir = t.expand_user(self.workdir_spec)
@@ -196,29 +206,36 @@ class HostSession:
         return line
 
     def _read(self, gen: int) -> None:
+        """Read the agent's lines; post what one read brought as one ``msgs`` item (a list
+        of checked messages): one queue item and one wake-up per read, not per message."""
         agent = self.agent
         assert agent is not None
         buf = getattr(agent, "leftover", b"")
         while True:
             *lines, buf = buf.split(b"\n")
+            batch: list[dict[str, Any]] = []
+            size = 0
+            why = None
             for line in lines:
                 if not line:
                     continue
                 try:
-                    msg = check_message(protocol.decode(line))
+                    batch.append(check_message(protocol.decode(line)))
                 except (ValueError, RecursionError) as exc:
                     why = str(exc) if isinstance(exc, ProtocolViolation) else (
                         f"garbled message from the agent: {line[:100]!r}")
-                    self._eof.set()
-                    self._post("violation", gen, why)
-                    return
-                if self._closing:
-                    continue  # the master reads no more: only the agent's EOF matters now
-                if not self._take(len(line) + ITEM_COST, gen):
-                    if self._closing:
-                        continue
-                    return  # this connection is over
-                self._post("msg", gen, msg)
+                    break
+                size += len(line) + ITEM_COST
+            if batch and not self._closing:  # closing: the master reads no more
+                if not self._take(size, gen):
+                    if not self._closing:
+                        return  # this connection is over
+                else:
+                    self._post("msgs", gen, batch)
+            if why is not None:  # what came before it is posted: it was said first
+                self._eof.set()
+                self._post("violation", gen, why)
+                return
             if len(buf) > MAX_LINE:
                 self._eof.set()
                 self._post("violation", gen, f"a message longer than {MAX_LINE} bytes")
@@ -245,7 +262,7 @@ class HostSession:
         return True
 
     def consumed(self) -> None:
-        """The master took one of this host's ``msg`` items off its queue."""
+        """The master took one of this host's ``msgs`` items off its queue."""
         with self._room:
             self._queued -= self._queued_sizes.popleft()
             self._room.notify()

@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 MAX_LINE = 4 << 20  # bytes in one protocol line (results up to inline_limit ride in one)
@@ -54,8 +55,20 @@ def host_key(run_key: bytes, host: str) -> bytes:
 
 def job_mark(dispatch_key: bytes, attempt: int, job: int) -> str:
     """The dispatch key's signature of "attempt ``attempt`` runs job ``job``"."""
-    return hmac.new(dispatch_key, b"sshmr-job:%d:%d" % (attempt, job),
-                    hashlib.sha256).hexdigest()[:32]
+    return job_marker(dispatch_key)(attempt, job)
+
+
+def job_marker(dispatch_key: bytes) -> Callable[[int, int], str]:
+    """``job_mark`` with the key set up once (a copy of a keyed HMAC per mark, not a new
+    one: the master marks every run message)."""
+    keyed = hmac.new(dispatch_key, b"sshmr-job:", hashlib.sha256)
+
+    def mark(attempt: int, job: int) -> str:
+        mac = keyed.copy()
+        mac.update(b"%d:%d" % (attempt, job))
+        return mac.hexdigest()[:32]
+
+    return mark
 
 
 def _int(msg: dict, key: str, *, low: int = 0, optional: bool = False) -> int | None:

@@ -8,6 +8,11 @@ read-only while a run goes on (WAL mode).
 Writes are batched into transactions (``flush``); ``synchronous=FULL`` makes each flush
 durable. The journal is the commit point of a result: a job is SUCCEEDED once the
 transaction holding its result is flushed, and only then may the host drop its copy.
+The four writes of every job's life (``dispatch``, ``started``, ``end_attempt``,
+``commit_result``) are also held back within a transaction and written together with
+``executemany`` (``_settle``), before any other write, any read through ``db`` and the
+commit, so nothing reads or commits the journal without them; an attempt that starts and
+ends in one transaction gets its start time with its end, in one row update.
 """
 
 from __future__ import annotations
@@ -77,31 +82,45 @@ class Journal:
     def __init__(self, run_dir: str, *, readonly: bool = False, create: bool = False) -> None:
         self.run_dir = run_dir
         self.path = os.path.join(run_dir, self.FILE)
+        self._dispatched: list[tuple[Any, ...]] = []  # attempts rows to insert
+        self._launched: list[tuple[Any, ...]] = []  # (state, launches, job) of those
+        self._started: dict[int, float] = {}  # attempt -> start time, not written yet
+        self._ended: list[tuple[Any, ...]] = []  # end_attempt rows
+        self._committed: list[tuple[Any, ...]] = []  # commit_result rows
+        self._held = False  # any of the above is not written yet
         if readonly:
             uri = f"file:{self.path}?mode=ro"
-            self.db = sqlite3.connect(uri, uri=True, timeout=10, check_same_thread=False)
+            self._db = sqlite3.connect(uri, uri=True, timeout=10, check_same_thread=False)
         else:
             if not create and not os.path.exists(self.path):
                 raise FileNotFoundError(self.path)
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.executescript(SCHEMA)
-            totals.install(self.db)
-            self.db.execute("BEGIN")
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+            totals.install(self._db)
+            self._db.execute("BEGIN")
         self.readonly = readonly
-        self.kept = totals.has_totals(self.db)  # running totals kept (see record/totals.py)
+        self.kept = totals.has_totals(self._db)  # running totals kept (see record/totals.py)
         self.dirty = False
         self.abandoned = False  # see ``abandon``
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The SQLite connection, with every held-back write written (see ``_settle``)."""
+        if self._held:
+            self._settle()
+        return self._db
 
     def abandon(self) -> None:
         """A write failed (disk full): drop the open transaction and write nothing more.
         The file keeps its last commit, intact; ``close`` only closes."""
         self.abandoned = True
         self.dirty = False
+        self._drop_held()
         try:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
         except sqlite3.Error:
             pass  # sqlite may have rolled it back itself
 
@@ -109,13 +128,52 @@ class Journal:
 
     def flush(self) -> None:
         """Commit the open transaction (durably) and start the next one."""
+        if self._held:
+            self._settle()
         if self.dirty and not self.abandoned:
-            self.db.execute("COMMIT")
-            self.db.execute("BEGIN")
+            self._db.execute("COMMIT")
+            self._db.execute("BEGIN")
             self.dirty = False
 
+    def _settle(self) -> None:
+        """Write the held-back job writes, in an order that keeps each row's history: an
+        attempt is inserted before it starts and starts before it ends; a job's launch is
+        written before its result (a job with a result is never launched again)."""
+        db = self._db
+        self._held = False
+        if self._dispatched:
+            db.executemany("INSERT INTO attempts (id, job, number, host, slot, state,"
+                           " dispatched) VALUES (?, ?, ?, ?, ?, ?, ?)", self._dispatched)
+            db.executemany("UPDATE jobs SET state = ?, launches = ? WHERE id = ?",
+                           self._launched)
+            self._dispatched, self._launched = [], []
+        if self._started:
+            running, dispatched = AttemptState.RUNNING.value, AttemptState.DISPATCHED.value
+            db.executemany("UPDATE attempts SET state = ?, started = ? WHERE id = ? AND"
+                           " state = ?", [(running, at, attempt, dispatched)
+                                          for attempt, at in self._started.items()])
+            self._started = {}
+        if self._ended:
+            db.executemany(
+                "UPDATE attempts SET state = ?, reason = ?, ended = ?, duration = ?,"
+                " exit_code = ?, error = ?, traceback = ?, stdout_tail = ?, stderr_tail = ?,"
+                " started = COALESCE(started, ?) WHERE id = ?", self._ended)
+            self._ended = []
+        if self._committed:
+            db.executemany(
+                "UPDATE jobs SET state = ?, result = ?, result_kind = ?, result_file = ?,"
+                " result_attempt = ?, reason = NULL, ended = ? WHERE id = ?", self._committed)
+            self._committed = []
+
+    def _drop_held(self) -> None:
+        self._dispatched, self._launched, self._ended, self._committed = [], [], [], []
+        self._started = {}
+        self._held = False
+
     def _write(self, sql: str, args: Iterable[Any] = ()) -> None:
-        self.db.execute(sql, tuple(args))
+        if self._held:
+            self._settle()
+        self._db.execute(sql, tuple(args))
         self.dirty = True
 
     def set_meta(self, **values: Any) -> None:
@@ -130,18 +188,15 @@ class Journal:
         self.dirty = True
 
     def dispatch(self, attempt: int, job: int, number: int, host: str, slot: int) -> None:
-        self._write(
-            "INSERT INTO attempts (id, job, number, host, slot, state, dispatched)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (attempt, job, number, host, slot, AttemptState.DISPATCHED.value, time.time()),
-        )
-        self._write("UPDATE jobs SET state = ?, launches = ? WHERE id = ?",
-                    (JobState.RUNNING.value, number, job))
+        self._dispatched.append((attempt, job, number, host, slot,
+                                 AttemptState.DISPATCHED.value, time.time()))
+        self._launched.append((JobState.RUNNING.value, number, job))
+        self._held = self.dirty = True
 
     def started(self, attempt: int) -> None:
-        self._write("UPDATE attempts SET state = ?, started = ? WHERE id = ? AND state = ?",
-                    (AttemptState.RUNNING.value, time.time(), attempt,
-                     AttemptState.DISPATCHED.value))
+        """The host acknowledged ``attempt``: it is RUNNING (only if still DISPATCHED)."""
+        self._started.setdefault(attempt, time.time())
+        self._held = self.dirty = True
 
     def undispatch(self, attempt: int, requeued: bool) -> None:
         """An attempt queued at a host that never started: it was no launch, so its row goes
@@ -174,13 +229,11 @@ class Journal:
 
     def end_attempt(self, attempt: int, state: AttemptState, reason: str | None,
                     details: dict[str, Any]) -> None:
-        self._write(
-            "UPDATE attempts SET state = ?, reason = ?, ended = ?, duration = ?, exit_code = ?,"
-            " error = ?, traceback = ?, stdout_tail = ?, stderr_tail = ? WHERE id = ?",
-            (state.value, reason, time.time(), details.get("dur"), details.get("exit"),
-             details.get("error"), details.get("tb"), details.get("out"), details.get("err"),
-             attempt),
-        )
+        get = details.get
+        self._ended.append((state.value, reason, time.time(), get("dur"), get("exit"),
+                            get("error"), get("tb"), get("out"), get("err"),
+                            self._started.pop(attempt, None), attempt))
+        self._held = self.dirty = True
 
     def staging_path(self, attempt: int) -> str:
         """Where a large result is streamed before it is verified and committed."""
@@ -201,11 +254,9 @@ class Journal:
             file = f"results/{job}.{'json' if kind == 'json' else 'bin'}"
             os.makedirs(os.path.join(self.run_dir, "results"), exist_ok=True)
             write_atomic(os.path.join(self.run_dir, file), data, sync=True)
-        self._write(
-            "UPDATE jobs SET state = ?, result = ?, result_kind = ?, result_file = ?,"
-            " result_attempt = ?, reason = NULL, ended = ? WHERE id = ?",
-            (JobState.SUCCEEDED.value, text, kind, file, attempt, time.time(), job),
-        )
+        self._committed.append((JobState.SUCCEEDED.value, text, kind, file, attempt,
+                                time.time(), job))
+        self._held = self.dirty = True
 
     def requeue(self, job: int) -> None:
         self._write("UPDATE jobs SET state = ? WHERE id = ?", (JobState.PENDING.value, job))
@@ -232,7 +283,8 @@ class Journal:
     # ---------------------------------------------------------------- reading
 
     def payload(self, job: int) -> str:
-        return self.db.execute("SELECT payload FROM jobs WHERE id = ?", (job,)).fetchone()[0]
+        # (a payload never changes once added: no held-back write to settle first)
+        return self._db.execute("SELECT payload FROM jobs WHERE id = ?", (job,)).fetchone()[0]
 
     def meta(self) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
@@ -297,14 +349,14 @@ class Journal:
         from removing it, and every run would leave megabytes of ``-wal`` behind."""
         if not self.readonly and not self.abandoned:
             self.flush()
-            if self.db.in_transaction:
-                self.db.execute("COMMIT")
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")
             try:  # waits for readers in a transaction, 5 s at most
-                self.db.execute("PRAGMA busy_timeout = 5000")
-                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                self._db.execute("PRAGMA busy_timeout = 5000")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             except sqlite3.Error:  # best effort: the data is committed either way
                 pass
-        self.db.close()
+        self._db.close()
 
 
 def _move_durably(src: str, dest: str) -> None:

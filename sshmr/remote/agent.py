@@ -52,6 +52,7 @@ class Agent:
         self.out_fd = -1
         self.inbuf = b""
         self.outbuf: List[bytes] = []  # messages for the master, written once per turn
+        self.begun: List[Any] = []  # (slot, run message) acknowledged, not yet handed over
         self.master_lost = False
         self.exiting = False
         self.last_heard = self.last_sent = time.monotonic()
@@ -102,6 +103,7 @@ class Agent:
                 self._read_master()
             else:
                 self._read_worker(key.data)
+        self._hand_over()
         self._timers(time.monotonic())
 
     def _live(self) -> bool:
@@ -186,7 +188,7 @@ class Agent:
                 self._kill(s, "retired")
         elif kind == "release":
             for attempt_id in msg["a"]:
-                shutil.rmtree(protocol.attempt_dir(self.run_dir, attempt_id), ignore_errors=True)
+                protocol.remove_dir(protocol.attempt_dir(self.run_dir, attempt_id))
         elif kind == "exit":
             self.exiting = True
             self._kill_all("exit")
@@ -194,16 +196,33 @@ class Agent:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _begin(self, s: WorkerSlot, msg: Dict[str, Any]) -> None:
-        """Hand ``msg`` to the slot's idle worker; the master hears "ack" before it runs."""
+        """Give ``msg`` to the slot's idle worker: acknowledged now, handed over by
+        ``_hand_over`` at the end of this turn, once every "ack" of the turn is written."""
         s.attempt = msg["a"]
         timeout = msg.get("timeout")
         s.deadline = time.monotonic() + timeout if timeout else float("inf")
         self._send({"t": "ack", "a": msg["a"]})
+        self.begun.append((s, msg))
+
+    def _hand_over(self) -> None:
+        """The master hears "ack" before the job runs: write the turn's acknowledgements
+        (one write for all of them), then hand each job to its worker (unless it was
+        killed meanwhile: its end is reported when it is reaped)."""
+        if not self.begun:
+            return
         self._flush()
-        try:
-            write_all(s.wfd, protocol.encode(msg))
-        except OSError:
-            self._kill(s, "worker_died")
+        begun, self.begun = self.begun, []
+        for s, msg in begun:
+            if s.attempt != msg["a"] or s.kill_reason is not None or s.wfd < 0:
+                continue
+            if self.master_lost:  # no new job once the master is lost: this one never ran
+                s.attempt, s.deadline = None, float("inf")
+                self._kill(s, "retired")
+                continue
+            try:
+                write_all(s.wfd, protocol.encode(msg))
+            except OSError:
+                self._kill(s, "worker_died")
 
     def _lose_master(self) -> None:
         """No new workers or jobs; running jobs finish within their limits; then exit.
@@ -267,7 +286,7 @@ class Agent:
         s.buf += chunk
         *lines, s.buf = s.buf.split(b"\n")
         for line in lines:
-            msg = json.loads(line)
+            msg = json.loads(line)  # our own worker's: relayed as it wrote it
             if msg["t"] == "up":
                 s.up = True
                 life = s.expires - time.monotonic() if s.expires != float("inf") else None
@@ -279,7 +298,7 @@ class Agent:
                 s.attempt = None
                 s.deadline = float("inf")
                 if s.kill_reason is None:
-                    self._send(msg)
+                    self._send(line + b"\n")
                     if self.master_lost:
                         self._kill(s, "retired")
                     elif s.queue:
@@ -349,12 +368,12 @@ class Agent:
 
     # ---------------------------------------------------------------- output
 
-    def _send(self, msg: Dict[str, Any]) -> None:
-        """Queue ``msg`` for the master (written by ``_flush``, at the latest at the end of
-        this turn of the loop)."""
+    def _send(self, msg: Any) -> None:
+        """Queue ``msg`` (a message, or a worker's line as it wrote it) for the master
+        (written by ``_flush``, at the latest at the end of this turn of the loop)."""
         self.last_sent = time.monotonic()
         if not self.master_lost:
-            self.outbuf.append(protocol.encode(msg))
+            self.outbuf.append(msg if isinstance(msg, bytes) else protocol.encode(msg))
 
     def _flush(self) -> None:
         if not self.outbuf:

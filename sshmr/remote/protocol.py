@@ -33,6 +33,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 from typing import Any, Dict, Optional
 
 PROTOCOL_VERSION = 1
@@ -69,13 +70,34 @@ NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 def open_private(path: str, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC) -> int:
     """``os.open`` for writing (mode 0600) that never follows a symbolic link: a link at
-    ``path`` is removed first, and one planted meanwhile makes the open fail (ELOOP)."""
+    ``path`` is removed (the open refuses it: ELOOP), then the open is tried once more; a
+    link planted meanwhile makes that one fail too."""
+    try:
+        return os.open(path, flags | NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.EMLINK) and not os.path.islink(path):
+            raise
     try:
         if os.path.islink(path):
             os.unlink(path)
     except FileNotFoundError:
         pass
     return os.open(path, flags | NOFOLLOW, 0o600)
+
+
+def remove_dir(path: str) -> None:
+    """Remove the directory ``path`` and what it holds, quietly. An attempt's directory
+    holds only files: unlinked one by one (a symbolic link is removed, never followed);
+    anything else (a subdirectory) goes through ``shutil.rmtree``."""
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                os.unlink(entry.path)
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def private_dir(path: str) -> None:

@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 import traceback
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from . import protocol
 from .resultfile import ResultFile
@@ -51,6 +51,8 @@ class Worker:
         self.workdir = os.path.dirname(os.path.dirname(os.path.abspath(run_dir)))
         self.inline_limit = inline_limit
         self.result_key = result_key
+        self._wrote = True  # the last job wrote to its stdout or stderr (or may have)
+        self._saved: Optional[Tuple[int, int]] = None  # the worker's own stdout and stderr
 
     # ---------------------------------------------------------------- serving
 
@@ -79,6 +81,7 @@ class Worker:
         meta: Dict[str, Any] = {"t": "done", "a": attempt_id, "status": "ok"}
         data = b""
         result_file = None  # execute() returned a ResultFile: its path
+        self._wrote = True  # until _execute finds both output files empty
         try:
             protocol.private_dir(adir)  # 0700; a planted symlink is refused
             if "j" in msg:  # a resumed master adopts an attempt whose dispatch it lost
@@ -128,8 +131,11 @@ class Worker:
                 meta["r"] = data.decode()
             else:
                 meta["rb"] = base64.b64encode(data).decode()
-        meta["out"] = protocol.read_tail(os.path.join(adir, "stdout"))
-        meta["err"] = protocol.read_tail(os.path.join(adir, "stderr"))
+        if self._wrote:  # (most jobs print nothing: no need to open both files again)
+            meta["out"] = protocol.read_tail(os.path.join(adir, "stdout"))
+            meta["err"] = protocol.read_tail(os.path.join(adir, "stderr"))
+        else:
+            meta["out"] = meta["err"] = ""
         return meta
 
     # -------------------------------------------------------------- internals
@@ -153,6 +159,7 @@ class Worker:
     def _execute(self, payload: Any, adir: str, meta: Dict[str, Any]):
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         out = -1
+        self._wrote = True
         try:
             out = protocol.open_private(os.path.join(adir, "stdout"), flags)
             err = protocol.open_private(os.path.join(adir, "stderr"), flags)
@@ -163,7 +170,9 @@ class Worker:
             self._disk_full(exc, meta)
             return None, meta
         _flush_std()  # what is buffered is not this job's output
-        saved = os.dup(1), os.dup(2)
+        if self._saved is None:  # kept for the worker's life: two syscalls fewer per job
+            self._saved = os.dup(1), os.dup(2)
+        saved = self._saved
         os.dup2(out, 1)
         os.dup2(err, 2)
         result = None
@@ -176,10 +185,14 @@ class Worker:
             self._disk_full(exc, meta)  # the job ran out of disk: the host's fault
         finally:
             _flush_std()  # the job's output, into its files
+            try:  # by the job or any child of it that still holds them: read_tail sees it
+                self._wrote = bool(os.fstat(out).st_size or os.fstat(err).st_size)
+            except OSError:
+                self._wrote = True
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
-            for fd in (out, err) + saved:
-                os.close(fd)
+            os.close(out)
+            os.close(err)
         return result, meta
 
     @staticmethod

@@ -93,12 +93,19 @@ class Master(Inbound, Actions, Commands):
         events: list[object] = []
         for kind, host, gen, data in items:
             session = self.sessions[host]
-            if kind == "msg":
+            if kind == "msgs" or kind == "msg":
                 session.consumed()  # its room in the queue is free again
             if gen != session.generation:
                 continue  # said by an earlier connection
             session.last_heard = now
-            events.extend(getattr(self, "_on_" + kind)(session, data))
+            if kind == "msgs":  # what one read brought: stop where the host was dropped
+                on_msg = self._on_msg
+                for msg in data:
+                    events.extend(on_msg(session, msg))
+                    if gen != session.generation:
+                        break
+            else:
+                events.extend(getattr(self, "_on_" + kind)(session, data))
         if events:
             self._apply(self.sched.handle(now, *events))
 

@@ -13,7 +13,6 @@ from ...remote import protocol
 from .. import scheduler as s
 from ..diskspace import host_write_failed
 from ..hostsession import HostSession
-from ..wire import job_mark
 from .state import FILE_PAYLOAD, ID_BLOCK, MasterState, drop_staged
 
 
@@ -28,9 +27,14 @@ class Actions(MasterState):
             for action in actions:
                 getattr(self, "_do_" + type(action).__name__)(action)
         finally:
-            box, self._outbox = self._outbox, None
+            box = self._outbox
             if self._launched and self.journal.dirty:  # every launch is durable before it is
-                self._flush()  # sent: a master killed now cannot have launched it unrecorded
+                try:  # sent: a master killed now cannot have launched it unrecorded
+                    self._flush()  # (its releases join the box: one write per host)
+                except BaseException:
+                    self._outbox = None
+                    raise  # nothing of this step is sent
+            self._outbox = None
             for session, parts in box.items():
                 session.send(b"".join(parts))
 
@@ -53,7 +57,7 @@ class Actions(MasterState):
             self.journal.flush()  # max_retries=0: the dispatch is durable before the launch
         self._launched = True  # _apply flushes the step's dispatches before it sends them
         payload = self.journal.payload(a.job_id)
-        mark = job_mark(self.dispatch_key, a.attempt_id, a.job_id)  # see collect: adopting
+        mark = self._job_mark(a.attempt_id, a.job_id)  # see collect: adopting
         timeout = self._timeout_json if a.timeout is None else json.dumps(round(a.timeout, 3))
         head = (f'{{"t":"run","slot":{index},"a":{a.attempt_id},"j":{a.job_id},"js":"{mark}",'
                 f'"timeout":{timeout},"sync":{self._sync}')

@@ -18,6 +18,7 @@ from ...remote import protocol
 from .. import scheduler as s
 from ..config import RunConfig
 from ..hostsession import HostSession
+from ..wire import job_marker
 
 FILE_PAYLOAD = '{"' + INPUT_FILE_KEY + '"'
 # Attempt ids reserved in the journal at a time. A dispatch is committed before its run
@@ -76,6 +77,7 @@ class MasterState:
         self._sync = "true" if config.max_retries == 0 else "false"
         meta = journal.meta() if journal is not None else {}
         self.dispatch_key = bytes.fromhex(meta.get("dispatch_key", ""))  # see wire.job_mark
+        self._job_mark = job_marker(self.dispatch_key)
         self._last = {"tick": 0.0, "flush": 0.0, "cancel": 0.0}
         self._outbox: dict[HostSession, list[bytes]] | None = None  # see _apply
         self._launched = False  # a Launch of the current _apply step (flush before sending)
@@ -87,9 +89,14 @@ class MasterState:
             self.to_release.clear()
             return
         self.journal.flush()
+        box = self._outbox  # inside ``_apply``: sent with the step's other messages
         for host, attempts in self.to_release.items():
             if attempts:
-                self.sessions[host].send(protocol.encode({"t": "release", "a": attempts}))
+                data = protocol.encode({"t": "release", "a": attempts})
+                if box is None:
+                    self.sessions[host].send(data)
+                else:
+                    box.setdefault(self.sessions[host], []).append(data)
         self.to_release.clear()
 
     def _say_host(self, host: str, state: str, line: str) -> None:
