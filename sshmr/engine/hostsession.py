@@ -3,7 +3,7 @@
 ``HostSession.connect_async`` connects, prepares the workdir, pushes the code bundle and
 starts the host agent on a thread of its own, then reads the agent's messages and posts
 them to the master's queue. ``io`` runs file transfers (large payloads, input files,
-large results) off the master's thread, on up to ``IO_THREADS`` threads at once. Every
+large results) off the master's thread, on up to ``iopool.IO_THREADS`` threads at once. Every
 item posted carries the session's ``generation``, so the master drops what a previous
 connection said.
 
@@ -39,6 +39,7 @@ from .bundle import ENTRY, Bundle, push_bundle
 from .cleanup import CLEANUP_PATIENCE, make_sure_removed
 from .diskspace import host_write_failed
 from .handshakes import handshake_gate
+from .iopool import IoPool
 from .wire import MAX_LINE, ProtocolViolation, check_message, host_key
 
 READY_TIMEOUT = 30.0
@@ -47,7 +48,6 @@ EXIT_PATIENCE = 2.0  # an agent that did not start: how long its exit status may
 CLOSE_PATIENCE = 5.0  # a reconnection waits this long at most for the old connection to close
 MAX_QUEUED_BYTES = 16 << 20  # of one host's messages waiting in the master's queue
 ITEM_COST = 1024  # what a queued message costs beyond its bytes (its dict and tuple)
-IO_THREADS = 3  # per host: transfers to and from it overlap (each on an SFTP session)
 
 class HostSession:
     def __init__(self, transport: Transport, *, python: str, workdir: str, slots: int | None,
@@ -79,9 +79,8 @@ class HostSession:
         self._closed = threading.Event()  # the lost connection is closed (set: none pending)
         self._closed.set()
         self._stopped_on_landing = False  # a connection landed after shutdown began
-        self._io: queue.SimpleQueue[tuple[int, Callable[[], Any], Any] | None] | None = None
-        self._io_lock = threading.Lock()  # the I/O threads: started, idle; tasks waiting
-        self._io_threads = self._io_idle = self._io_waiting = 0
+        self._io = IoPool(self.name, lambda gen, tag, outcome: self._post("io", gen,
+                                                                           (tag, outcome)))
         self._room = threading.Condition()  # for this host's messages in the master's queue
         self._queued = 0  # their bytes
         self._queued_sizes: deque[int] = deque()  # of each, in queue order
@@ -285,37 +284,9 @@ class HostSession:
         return True
 
     def io(self, fn: Callable[[], Any], tag: Any) -> None:
-        """Run ``fn`` on one of this host's I/O threads (up to ``IO_THREADS``, started as
-        transfers overlap); post ``io`` with (tag, result or exception)."""
-        with self._io_lock:
-            if self._io is None:
-                self._io = queue.SimpleQueue()
-            self._io_waiting += 1
-            start = self._io_waiting > self._io_idle and self._io_threads < IO_THREADS
-            if start:
-                self._io_threads += 1
-                self._io_idle += 1
-        if start:
-            threading.Thread(target=self._io_loop, args=(self._io,), daemon=True,
-                             name=f"sshmr-io-{self.name}").start()
-        self._io.put((self.generation, fn, tag))
-
-    def _io_loop(self, tasks: queue.SimpleQueue) -> None:
-        while True:
-            item = tasks.get()
-            if item is None:
-                return
-            with self._io_lock:
-                self._io_waiting -= 1
-                self._io_idle -= 1
-            gen, fn, tag = item
-            try:
-                outcome: Any = fn()
-            except Exception as exc:  # noqa: BLE001 - handed to the master
-                outcome = exc
-            with self._io_lock:
-                self._io_idle += 1
-            self._post("io", gen, (tag, outcome))
+        """Run ``fn`` on one of this host's I/O threads (``iopool``); post ``io`` with
+        (tag, result or exception)."""
+        self._io.submit(self.generation, fn, tag)
 
     def lost(self) -> None:
         """Forget the connection (the host is down); later items are stale."""
@@ -370,9 +341,7 @@ class HostSession:
         if not self._connected.wait(min(CONNECT_PATIENCE, wait)):
             self.transport.close()
             self._connected.wait(max(0.0, deadline - time.monotonic()))
-        if self._io is not None:
-            for _ in range(self._io_threads):  # each I/O thread ends
-                self._io.put(None)
+        self._io.stop()  # each I/O thread ends
         agent = self.agent
         kept = None
         if agent is not None and self.alive:
