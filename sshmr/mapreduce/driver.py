@@ -121,12 +121,13 @@ def run_mapreduce(job: MapReduce, items: Iterable[Any] | None = None, *,
             journal, run_id, runs_dir, code, bundle, config, inv,
             mapreduce={
                 "steps": [s.describe() for s in steps], "output": out_dir,
-                "reducers": reducers or _default_reducers(inv, config),
+                "reducers": reducers or _fleet_slots(inv, config),
                 "sort_memory": sort_memory or DEFAULT_SORT_MEMORY, "phases": [],
                 "current": None, "counters": {}, "shuffle_bytes": 0,
                 "output_lines": bool(job.output_lines)})
         ctx = _Ctx(journal, run_dir, run_id, runs_dir, inv, config, bundle, progress)
-        _add_map_phase(ctx, 0, first_splits(run_dir, inputs, split, partitioner))
+        _add_map_phase(ctx, 0, first_splits(run_dir, inputs, split, partitioner,
+                                                _fleet_slots(inv, config)))
         journal.flush()
         _drive(ctx)
     finally:
@@ -336,7 +337,8 @@ def _sum_counters(ctx: _Ctx) -> None:
     ctx.save(counters=totals)
 
 
-def _default_reducers(inv: Inventory | None, config: RunConfig) -> int:
+def _fleet_slots(inv: Inventory | None, config: RunConfig) -> int:
+    """The run's slots: the default number of reducers, and what sizes the default split."""
     if config.slots:
         return config.slots * (len(inv.hosts) if inv else 1)
     if inv is None:

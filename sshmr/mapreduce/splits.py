@@ -1,6 +1,7 @@
 """Cutting a MapReduce job's input files into map tasks (master side).
 
-``--split bytes:SIZE`` (the default: about 64 tasks of 1 to 64 MiB) copies each large
+``--split bytes:SIZE`` (the default: about ``TASKS_PER_SLOT`` tasks per slot of the run's
+fleet, at most 64, of 1 to 64 MiB each) copies each large
 file's chunks, cut at line boundaries, into ``RUN_DIR/mr/input/``; a small file, and a
 gzip file (gzip cannot be split), is one task as it is. ``--split files`` is one task per
 file; a user ``Partitioner`` yields ``InputFile``s or text. Standard input is saved to a
@@ -21,12 +22,23 @@ from ..partition import BytesPartitioner, FilesPartitioner, InputFile, Partition
 MiB = 1 << 20
 MAX_SPLIT = 64 * MiB
 MIN_SPLIT = 1 * MiB
-TARGET_MAP_TASKS = 64  # the default split aims at this many map tasks, within the bounds
+TARGET_MAP_TASKS = 64  # the default split aims at no more map tasks than this, ...
+TASKS_PER_SLOT = 4  # ... nor more than this many per slot of the fleet, within the bounds
+
+
+def default_split_size(total: int, slots: int) -> int:
+    """Bytes per map task of the default split for ``total`` input bytes on ``slots`` slots:
+    a few tasks per slot (load balance, and a retried task redoes little), not 64 small
+    tasks whose start-up, spills and shuffle segments cost more than they balance."""
+    tasks = min(TARGET_MAP_TASKS, TASKS_PER_SLOT * max(1, slots))
+    return min(MAX_SPLIT, max(MIN_SPLIT, math.ceil(total / tasks)))
 
 
 def first_splits(run_dir: str, inputs: list[str], split: str | None,
-                 partitioner: Partitioner | None) -> list[tuple[str, str]]:
-    """(file, description) per map task of step 1."""
+                 partitioner: Partitioner | None, slots: int = TARGET_MAP_TASKS
+                 ) -> list[tuple[str, str]]:
+    """(file, description) per map task of step 1; ``slots`` (the fleet's) sizes the
+    default split."""
     chunks = os.path.join(run_dir, "mr", "input")
     os.makedirs(chunks, exist_ok=True)
     if "-" in inputs:  # standard input: saved to a file first, then split like one
@@ -37,8 +49,7 @@ def first_splits(run_dir: str, inputs: list[str], split: str | None,
     if partitioner is None:
         if split is None:
             total = sum(os.path.getsize(p) for p in inputs)
-            size = min(MAX_SPLIT, max(MIN_SPLIT, math.ceil(total / TARGET_MAP_TASKS)))
-            partitioner = BytesPartitioner(size)
+            partitioner = BytesPartitioner(default_split_size(total, slots))
         else:
             partitioner = parse_split(split)
             if not isinstance(partitioner, (BytesPartitioner, FilesPartitioner)):
