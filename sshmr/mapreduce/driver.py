@@ -96,17 +96,8 @@ def run_mapreduce(job: MapReduce, items: Iterable[Any] | None = None, *,
     check_inputs(inputs)
     config = RunConfig.build(job, **options)
     inv = load_inventory(inventory) if isinstance(inventory, (str, os.PathLike)) else inventory
-    if reducers is not None and reducers < 1:
-        raise ConfigError(f"reducers must be >= 1, got {reducers}")
-    if sort_memory is not None and sort_memory < MiB:
-        raise ConfigError(f"sort memory must be at least 1 MiB, got {sort_memory} bytes")
-    out_dir = os.path.abspath(output)
-    if os.path.lexists(out_dir):
-        if not overwrite:
-            raise ConfigError(f"output directory {output} already exists; choose another"
-                              " --output or pass --overwrite to replace it")
-        is_dir = os.path.isdir(out_dir) and not os.path.islink(out_dir)
-        shutil.rmtree(out_dir) if is_dir else os.unlink(out_dir)  # a link: never its target
+    check_sizes(reducers, sort_memory)
+    out_dir = clear_output(output, overwrite)
     code = code or code_of(type(job))
     bundle = build_bundle(code, job if vars(job) else None)
 
@@ -351,3 +342,22 @@ def _last_line(error: str | None) -> str:
     return lines[-1] if lines else "no error recorded"
 
 
+def check_sizes(reducers: int | None, sort_memory: int | None) -> None:
+    """``--reducers`` and ``--sort-memory`` as every engine takes them."""
+    if reducers is not None and reducers < 1:
+        raise ConfigError(f"reducers must be >= 1, got {reducers}")
+    if sort_memory is not None and sort_memory < MiB:
+        raise ConfigError(f"sort memory must be at least 1 MiB, got {sort_memory} bytes")
+
+
+def clear_output(output: str, overwrite: bool) -> str:
+    """The output directory's absolute path, once an old one is removed (``--overwrite``)
+    or refused; a symbolic link is removed, never its target."""
+    out_dir = os.path.abspath(output)
+    if os.path.lexists(out_dir):
+        if not overwrite:
+            raise ConfigError(f"output directory {output} already exists; choose another"
+                              " --output or pass --overwrite to replace it")
+        is_dir = os.path.isdir(out_dir) and not os.path.islink(out_dir)
+        shutil.rmtree(out_dir) if is_dir else os.unlink(out_dir)
+    return out_dir

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import sys
 import time
 import warnings
@@ -30,6 +29,7 @@ from ..engine.bundle import build_bundle
 from ..engine.config import DEFAULT_MAX_LIVING, RunConfig
 from ..engine.target import Code, code_of
 from ..errors import ConfigError, InputError, SshmrError
+from ..mapreduce.driver import check_sizes, clear_output
 from ..mapreduce.job import MapReduce, step_functions
 from ..mapreduce.mrjob_task import MRJobTask
 from ..record.journal import Journal
@@ -98,21 +98,12 @@ def run_spark(job: MapReduce, inputs: list[str], *, output: str | None,
         options = dict(options, split=None)  # the adapter's choice for .bz2 (refused above)
     config, notes = check_options(job, options)
     uris = _input_uris(inputs)
-    if reducers is not None and reducers < 1:
-        raise ConfigError(f"reducers must be >= 1, got {reducers}")
-    if sort_memory is not None and sort_memory < MiB:
-        raise ConfigError(f"sort memory must be at least 1 MiB, got {sort_memory} bytes")
+    check_sizes(reducers, sort_memory)
     master = check_master(master or "local[*]", config.max_retries)
     check_runtime()
     for note in notes:
         progress(f"warning: {note}") if progress else warnings.warn(note, stacklevel=3)
-    out_dir = os.path.abspath(output)
-    if os.path.lexists(out_dir):
-        if not overwrite:
-            raise ConfigError(f"output directory {output} already exists; choose another"
-                              " --output or pass --overwrite to replace it")
-        is_dir = os.path.isdir(out_dir) and not os.path.islink(out_dir)
-        shutil.rmtree(out_dir) if is_dir else os.unlink(out_dir)  # a link: never its target
+    out_dir = clear_output(output, overwrite)
     code = code or code_of(type(job))
     bundle = build_bundle(code, job if vars(job) else None)
 
