@@ -83,13 +83,7 @@ def run_mapreduce(job: MapReduce, items: Iterable[Any] | None = None, *,
                   **options: Any) -> str:
     """Run ``job``'s steps over input files (``items`` or ``files``); see ``sshmr.run``.
     Returns the run directory (``sshmr.run`` reads the run's result back from it)."""
-    if output is None:
-        raise ConfigError(f"{type(job).__name__} is a MapReduce: give an output directory"
-                          " (--output DIR / output=...)")
-    try:
-        steps = step_functions(job)
-    except TypeError as exc:
-        raise ConfigError(str(exc)) from None
+    steps = checked_steps(job, output)
     inputs = [os.fspath(p) for p in (files if items is None else items) or ["-"]]
     if items is not None and files:
         raise InputError("give the input paths either as items or as files, not both")
@@ -361,3 +355,14 @@ def clear_output(output: str, overwrite: bool) -> str:
         is_dir = os.path.isdir(out_dir) and not os.path.islink(out_dir)
         shutil.rmtree(out_dir) if is_dir else os.unlink(out_dir)
     return out_dir
+
+
+def checked_steps(job: MapReduce, output: str | None) -> list:
+    """The job's steps, once it has an output directory and steps every engine can run."""
+    if output is None:
+        raise ConfigError(f"{type(job).__name__} is a MapReduce: give an output directory"
+                          " (--output DIR / output=...)")
+    try:
+        return step_functions(job)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None

@@ -29,8 +29,8 @@ from ..engine.bundle import build_bundle
 from ..engine.config import DEFAULT_MAX_LIVING, RunConfig
 from ..engine.target import Code, code_of
 from ..errors import ConfigError, InputError, SshmrError
-from ..mapreduce.driver import check_sizes, clear_output
-from ..mapreduce.job import MapReduce, step_functions
+from ..mapreduce.driver import check_sizes, checked_steps, clear_output
+from ..mapreduce.job import MapReduce
 from ..mapreduce.mrjob_task import MRJobTask
 from ..record.journal import Journal
 from ..record.runs import RunLock, create_run_dir
@@ -86,13 +86,7 @@ def run_spark(job: MapReduce, inputs: list[str], *, output: str | None,
               code: Code | None = None, **options: Any) -> str:
     """Run ``job`` on Spark (``master``, default ``local[*]``) over text ``inputs``; write
     ``output`` as sshmr's engine does. Returns the run directory."""
-    if output is None:
-        raise ConfigError(f"{type(job).__name__} is a MapReduce: give an output directory"
-                          " (--output DIR / output=...)")
-    try:
-        steps = step_functions(job)
-    except TypeError as exc:
-        raise ConfigError(str(exc)) from None
+    steps = checked_steps(job, output)
     _check_input_hook(job, inputs)
     if isinstance(job, MRJobTask) and options.get("split") == "files":
         options = dict(options, split=None)  # the adapter's choice for .bz2 (refused above)
