@@ -155,11 +155,13 @@ class Proxy:
     def attack_foreign(self, msg: dict) -> None:
         self.send_msg(msg)
         if msg.get("t") == "done" and not self.done_once:
-            self.done_once = True
-            own = msg["a"]
-            for other in (own + 1, own - 1, own + 2):
-                if other in self.given or other < 1:
-                    continue
+            # Only an id below one it was given: ids are handed out in dispatch order and a
+            # host's run messages (inline payloads here) reach it in that order, so such an
+            # id went to another host. A higher one may be this host's own next attempt,
+            # dispatched but not yet sent, which it may report (and lie about) like any other.
+            others = [a for a in range(max(self.given, default=0), 0, -1) if a not in self.given]
+            for other in others[:1]:
+                self.done_once = True
                 data = b'"forged"'
                 self.log(f"claiming attempt {other} (given: {sorted(self.given)})")
                 self.send_msg({"t": "done", "a": other, "status": "ok", "kind": "json",

@@ -345,6 +345,7 @@ class Agent:
                     "error": s.error, "tb": s.tb})
         s.pid = 0
         s.attempt = None
+        s.up = False  # a run message still on its way is answered "not started"
 
     def _kill_all(self, reason: str) -> None:
         """Kill every worker now (``_reap`` SIGKILLs its group and sweeps its token)."""
