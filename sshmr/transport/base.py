@@ -27,6 +27,24 @@ class TooLarge(OSError):
         super().__init__(errno.EFBIG, f"more than the {limit} bytes it was said to hold", path)
 
 
+def status_error(code: int, text: str) -> OSError:
+    """The error an SFTP status says, as paramiko's client raises it; marked
+    ``sftp_status``: the session that got it is still in step (``clean_error``)."""
+    if code == 2:  # SSH_FX_NO_SUCH_FILE
+        exc: OSError = FileNotFoundError(errno.ENOENT, text or "No such file")
+    elif code == 3:  # SSH_FX_PERMISSION_DENIED
+        exc = PermissionError(errno.EACCES, text or "Permission denied")
+    else:
+        exc = OSError(text or f"SFTP status {code}")
+    exc.sftp_status = code  # type: ignore[attr-defined]
+    return exc
+
+
+def clean_error(exc: BaseException) -> bool:
+    """Did ``exc`` leave an SFTP session in step (an error status, a file too large)?"""
+    return isinstance(exc, TooLarge) or hasattr(exc, "sftp_status")
+
+
 def read_limited(f: IO[bytes], path: str, limit: int | None) -> bytes:
     """All of ``f``, or TooLarge if it holds more than ``limit`` bytes."""
     if limit is None:

@@ -7,8 +7,8 @@ write's packets half full. Here the channel is read in large pieces and parsed i
 a file's reads (and writes) are pipelined with large requests (up to what the server
 says it takes: OpenSSH's ``limits@openssh.com``), every write's reply is checked, and
 data goes straight to its destination. Replies are matched to requests by id (OpenSSH
-answers in order; others' early replies are put aside). One thread uses a session at a
-time (the caller holds it); ``SshTransport`` keeps a few per host.
+answers in order; others' early replies are put aside, up to ``ASIDE`` bytes). One thread
+uses a session at a time (the caller holds it); ``SshTransport`` keeps a few per host.
 
 Errors are those of paramiko's client: ``FileNotFoundError``/``PermissionError`` for those
 statuses, ``OSError`` with the server's text for the others; a closed channel raises
@@ -18,7 +18,6 @@ statuses, ``OSError`` with the server's text for the others; a closed channel ra
 
 from __future__ import annotations
 
-import errno
 import os
 import struct
 from collections import deque
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 
 import paramiko
 
-from .base import TooLarge
+from .base import TooLarge, clean_error, status_error
 
 INIT, VERSION, OPEN, CLOSE, READ, WRITE, LSTAT = 1, 2, 3, 4, 5, 6, 7
 OPENDIR, READDIR, REMOVE, MKDIR, REALPATH, STAT, RENAME = 11, 12, 13, 14, 16, 17, 18
@@ -41,6 +40,7 @@ MAX_REQUEST = 256 * 1024  # ours, whatever the server takes
 IN_FLIGHT = 4 << 20  # bytes of reads (or writes) requested and not yet answered
 WINDOW = 8 << 20  # the channel's receive window
 RECV = 4 << 20  # bytes taken off the channel at once
+ASIDE = 2 * IN_FLIGHT  # bytes of early replies kept (an honest server's: under IN_FLIGHT)
 SEND = 1 << 20  # bytes of requests given to the channel at once
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -71,6 +71,7 @@ class SftpSession:
         self._buf = bytearray()  # what came from the server; parsed from _pos on
         self._pos = 0
         self._aside: dict[int, bytes] = {}  # replies that came before the one waited for
+        self._aside_bytes = 0
         chan = self.chan = transport.open_session(window_size=WINDOW, timeout=timeout)
         try:
             chan.settimeout(timeout)
@@ -129,15 +130,19 @@ class SftpSession:
         """The reply to request ``rid``: (type, start, end) of what follows its id. OpenSSH
         answers in order; a server that does not has the others' replies put aside."""
         if rid in self._aside:  # back in front of what is still to be read
-            self._buf[self._pos:self._pos] = self._aside.pop(rid)
+            self._buf[self._pos:self._pos] = early = self._aside.pop(rid)
+            self._aside_bytes -= len(early)
         while True:
             kind, start, end = self._packet()
             got = _U32.unpack_from(self._buf, start)[0]
             if got == rid:
                 return kind, start + 4, end
-            if len(self._aside) > 4096:
-                raise paramiko.SSHException(f"SFTP: no reply to request {rid}")
-            self._aside[got] = bytes(self._buf[start - 5:end])
+            self._aside[got] = bytes(self._buf[start - 5:end])  # (counted twice if repeated)
+            self._aside_bytes += end - start + 5
+            if len(self._aside) > 4096 or self._aside_bytes > ASIDE:  # a server gone wrong:
+                self.broken = True  # it must not make the master hold what it sends
+                raise paramiko.SSHException(f"SFTP: {self._aside_bytes} bytes of replies to"
+                                            f" other requests and none to request {rid}")
 
     def _call(self, kind: int, body: bytes, path: str | bytes | None = None,
               eof_ok: bool = False) -> tuple[int, int, int]:
@@ -156,7 +161,7 @@ class SftpSession:
             return
         size = _U32.unpack_from(self._buf, at + 4)[0]
         text = bytes(self._buf[at + 8:at + 8 + size]).decode("utf-8", "replace")
-        raise _error(code, text, path)
+        raise status_error(code, text)
 
     def _str(self, at: int) -> tuple[bytes, int]:
         size = _U32.unpack_from(self._buf, at)[0]
@@ -378,19 +383,3 @@ class SftpSession:
     def close(self) -> None:
         self.chan.close()
 
-
-def _error(code: int, text: str, path: str | bytes | None) -> OSError:
-    """The error a status says, as paramiko's client raises it; marked ``sftp_status``."""
-    if code == FX_NO_SUCH_FILE:
-        exc: OSError = FileNotFoundError(errno.ENOENT, text or "No such file")
-    elif code == FX_PERMISSION_DENIED:
-        exc = PermissionError(errno.EACCES, text or "Permission denied")
-    else:
-        exc = OSError(text or f"SFTP status {code}")
-    exc.sftp_status = code  # type: ignore[attr-defined]
-    return exc
-
-
-def clean_error(exc: BaseException) -> bool:
-    """Did ``exc`` leave the session in step (an error status, a file too large)?"""
-    return isinstance(exc, TooLarge) or hasattr(exc, "sftp_status")

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 import paramiko
 
 from ..errors import HostUnreachable
-from .sftp import SftpSession, clean_error
+from .base import clean_error
+from .sftp import SftpSession
 
 SFTP_SESSIONS = 4  # per host: transfers to and from it run side by side
 

@@ -142,6 +142,9 @@ def build_model(journal: Journal, run_dir: str, now: float | None = None) -> dic
                                 traceback=_clip(f["traceback"], MAX_TEXT))
                            for f in journal.setup_failures()],
         "mapreduce": _mapreduce(journal),
+        "spark": (dict(meta.get("spark") or {},
+                       steps=len((meta.get("mapreduce") or {}).get("steps") or ()))
+                  if meta.get("engine") == "spark" else None),
     }
 
 
@@ -160,6 +163,9 @@ def _exit_code(state: str, counts: dict[str, int], total: int) -> int:
     return code
 
 
+SPARK_POLICIES = ("engine", "timeout", "max_retries", "speculation")
+
+
 def _policies(config: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, str]]:
     halt = config.get("halt_on_failures")
     if isinstance(halt, float):
@@ -175,7 +181,7 @@ def _policies(config: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, s
     engine = (f"Spark {spark.get('version', '')} on {spark.get('master', '?')} (application"
               f" {spark.get('app_id', '?')}; tasks are not in sshmr's journal)"
               if meta.get("engine") == "spark" else "sshmr")
-    return [
+    rows = [
         ("engine", engine),
         ("timeout", timeout or "none"),
         ("max_retries", f"{max_retries}" + (" (at most once)" if max_retries == 0 else "")),
@@ -185,6 +191,9 @@ def _policies(config: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, s
         ("slots per host", str(config.get("slots") or "inventory / CPU count")),
         ("inventory", meta.get("inventory") or "local (this machine)"),
     ]
+    if meta.get("engine") == "spark":  # sshmr's fleet policies do not apply there
+        rows = [r for r in rows if r[0] in SPARK_POLICIES]
+    return rows
 
 
 def _hosts(rows: list[dict[str, Any]], attempts: list[Any],

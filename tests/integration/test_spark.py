@@ -222,6 +222,12 @@ def test_cli_run_then_runs_and_report_name_the_engine(spark, tmp_path, monkeypat
     assert report.exit_code == 0, report.output
     html = (tmp_path / "r.html").read_text()
     assert "Spark" in html and "on local[2,4]" in html
+    # the Spark panel instead of sshmr's hosts, slots, timeline and attempts (not recorded)
+    assert 'id="spark"' in html and "application <span" in html
+    for absent in ('id="timeline-section"', "Hosts in detail", ">max_living<", ">jobs<",
+                   'id="failures"'):
+        assert absent not in html, absent
+    assert ">steps<" in html and "map input records" in html
     resume = runner.invoke(main, ["resume", summary["run_id"]])
     assert resume.exit_code != 0 and "ran on Spark, which has no journal of its tasks to" \
         " resume from" in resume.output, resume.output

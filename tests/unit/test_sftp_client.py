@@ -164,3 +164,20 @@ def test_writes_in_pieces_then_closes(reverse):
     handle = session.create(b"g")
     assert session.write(handle, [DATA[:5], DATA[5:70000], b"", DATA[70000:]], b"g") == len(DATA)
     assert bytes(server.files[b"g"]) == DATA and not server.handles
+
+
+def test_replies_to_requests_never_made_are_not_kept_without_bound():
+    """A hostile server that answers with replies to other requests (ids never asked for),
+    each as large as a packet may be, makes the session fail once what it put aside passes
+    its bound, not the master hold them all."""
+    server = FakeServer({b"f": bytearray(DATA)})
+    session = sftp.SftpSession(server, 5.0)  # type: ignore[arg-type]
+    junk = bytes(1 << 20)
+    for rid in range(1000, 1100):  # 100 MiB of DATA replies for ids never used
+        reply = bytes([sftp.DATA]) + struct.pack(">II", rid, len(junk)) + junk
+        server.out += struct.pack(">I", len(reply)) + reply
+    with pytest.raises(sftp.paramiko.SSHException, match="none to request"):
+        session.stat(b"f")
+    assert session.broken
+    assert session._aside_bytes <= sftp.ASIDE + len(junk) + 64
+    assert len(server.out) > 80 << 20, "it stopped reading once over the bound"
