@@ -13,6 +13,7 @@ re-running finished map tasks) and no speculation; ``speculate`` F ->
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -139,16 +140,22 @@ def _start(master: str, settings: dict[str, str], app: str) -> Any:
 
 def _log_config() -> str:
     """A log4j2 configuration that prints Spark's errors only (Spark's own default prints
-    warnings and banners on every run)."""
-    path = os.path.join(tempfile.gettempdir(), f"sshmr-spark-log4j2-{os.getuid()}.properties")
+    warnings and banners on every run). The gateway's logger at the root's level too: Spark
+    takes a pyspark driver for a shell and otherwise announces its "default log level"."""
+    text = ("rootLogger.level = error\nrootLogger.appenderRef.stderr.ref = console\n"
+            "logger.repl.name = org.apache.spark.api.python.PythonGatewayServer\n"
+            "logger.repl.level = error\n"
+            "appender.console.type = Console\nappender.console.name = console\n"
+            "appender.console.target = SYSTEM_ERR\n"
+            "appender.console.layout.type = PatternLayout\n"
+            "appender.console.layout.pattern = spark: %p %c{1}: %m%n%ex\n")
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    path = os.path.join(tempfile.gettempdir(),
+                        f"sshmr-spark-log4j2-{os.getuid()}-{digest}.properties")
     if not os.path.exists(path):
         tmp = f"{path}.{os.getpid()}"
         with open(tmp, "w") as f:
-            f.write("rootLogger.level = error\nrootLogger.appenderRef.stderr.ref = console\n"
-                    "appender.console.type = Console\nappender.console.name = console\n"
-                    "appender.console.target = SYSTEM_ERR\n"
-                    "appender.console.layout.type = PatternLayout\n"
-                    "appender.console.layout.pattern = spark: %p %c{1}: %m%n%ex\n")
+            f.write(text)
         os.replace(tmp, path)
     return path
 

@@ -233,6 +233,21 @@ def test_cli_run_then_runs_and_report_name_the_engine(spark, tmp_path, monkeypat
         " resume from" in resume.output, resume.output
 
 
+def test_a_cli_run_prints_sshmr_s_lines_not_spark_s_log(tmp_path):
+    """A fresh ``sshmr run --engine spark`` (its own JVM): Spark's start-up log lines and
+    its "default log level" banner are not printed; its errors would be."""
+    text = make_text(tmp_path / "a.txt", 50, 1)
+    proc = subprocess.run([sys.executable, "-m", "sshmr", "run",
+                           f"{EXAMPLES / 'wordcount.py'}:WordCount", str(text), "--output", "out",
+                           "--engine", "spark", "--spark-master", MASTER],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines()
+             if not ln.startswith("WARNING: Using incubator modules")]  # the JVM's own
+    assert lines and all(ln.startswith(("sshmr: ", "run ")) for ln in lines), proc.stderr
+    assert "done on Spark" in lines[-1]
+
+
 def _cli_without(tmp_path: Path, setup: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     """``sshmr run --engine spark`` in a fresh python that lacks something (``setup``)."""
     text = make_text(tmp_path / "a.txt", 5, 1)
