@@ -11,7 +11,9 @@ job itself before it does any work, see ``tests/jobs/jobs_faults.py``) and check
 * launches per job <= 1 + max_retries, both in the journal and counted by the job's own
   side-effect file (so for max_retries=0: launched at most once, whatever sshmr believes),
   and never more side-effect launches than journaled attempts;
-* the run's remote directory ``WORKDIR/runs/<run_id>`` is gone from every live host.
+* the run's remote directory ``WORKDIR/runs/<run_id>`` is gone from every live host;
+* the journal's running totals (what ``sshmr status`` reads, kept by SQLite triggers) equal
+  the counts of its rows, through every kill, resume and fault of the scenario.
 
 "No sshmr process left on any host" is checked by the cluster fixtures after each test.
 """
@@ -132,6 +134,21 @@ def survivors(side_effect_dir: str | Path) -> list[str]:
 # ----------------------------------------------------------------------- the invariant
 
 
+def assert_totals_match(db: sqlite3.Connection) -> None:
+    """The totals the triggers kept are the counts of the rows (per job state; per host and
+    attempt bucket, with the sum and count of succeeded attempts' durations)."""
+    from sshmr.record import totals
+
+    assert totals.has_totals(db), "the journal has no running totals"
+    assert totals.job_counts(db, True) == totals.job_counts(db, False)
+    kept, counted = totals.host_counts(db, True), totals.host_counts(db, False)
+    assert kept.keys() == counted.keys(), (kept, counted)
+    for host, entry in counted.items():
+        assert kept[host]["n"] == entry["n"], (host, kept[host], entry)
+        assert kept[host]["dur_n"] == entry["dur_n"], (host, kept[host], entry)
+        assert abs(kept[host]["dur_sum"] - entry["dur_sum"]) < 1e-6 * max(1, entry["dur_n"])
+
+
 def assert_nothing_lost(result: RunResult, max_retries: int,
                         side_effect_dir: str | Path | None = None, *, cluster: Any = None,
                         dead_hosts: Iterable[int] = (), remote_dirs_removed: bool = True,
@@ -141,6 +158,7 @@ def assert_nothing_lost(result: RunResult, max_retries: int,
     try:
         jobs = db.execute("SELECT * FROM jobs ORDER BY id").fetchall()
         attempts = db.execute("SELECT * FROM attempts ORDER BY id").fetchall()
+        assert_totals_match(db)
     finally:
         db.close()
     by_job: dict[int, list[sqlite3.Row]] = {j["id"]: [] for j in jobs}
