@@ -145,8 +145,10 @@ def resume(
 ) -> RunResult:
     """Continue a run whose master died: collect what finished remotely, re-queue the rest.
 
-    A job dispatched with ``max_retries=0`` is never launched again: if its result is not
-    on its host, it ends UNKNOWN. A second ``resume`` of a running run is refused.
+    A job dispatched with ``max_retries=0`` is never launched again: if it still runs under
+    the dead master's agent, it is waited for (the agent ends it within ``max_living``);
+    if its result is not on its host, it ends UNKNOWN. A second ``resume`` of a running
+    run is refused.
     """
     from .engine.collect import collect_open_attempts, remove_run_dirs
 
@@ -171,8 +173,12 @@ def resume(
         bundle = build_bundle(code, state=meta.get("code_state"))
         sessions_for = launch.host_transports(inv, config, meta.get("runs_dir", runs_dir))
         sessions_for += fleet_entries(meta, config, {t.name for t, *_ in sessions_for})
+        # a job still running under the dead master's agent ends within its timeout (or
+        # max_living): by the agent's clock, so wait that long at most, and a little more
+        life = min(config.longest_timeout or config.max_living, config.max_living)
         collect_open_attempts(journal, sessions_for, meta["run_id"], config.max_retries,
-                              config.max_result_size, progress)
+                              config.max_result_size, progress,
+                              wait_limit=life + 2 * config.kill_grace + 5)
         if not meta.get("mapreduce") and not journal.db.execute(
                 "SELECT 1 FROM jobs WHERE state IN ('PENDING', 'RUNNING') LIMIT 1").fetchone():
             remove_run_dirs(sessions_for, meta["run_id"])  # nothing to run: no agent will

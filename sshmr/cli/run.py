@@ -278,8 +278,9 @@ def resume_cmd(run_id: str | None, inventory: str | None, runs_dir: str, as_json
     """Continue RUN_ID (default: the latest) after its master died (e.g. kill -9).
 
     Results that finished remotely meanwhile are collected; a max_retries=0 job that was
-    dispatched is never launched again (UNKNOWN unless its result is found); the rest is
-    re-queued. Refused while another master holds the run.
+    dispatched is never launched again (waited for if it still runs under the old agent,
+    UNKNOWN unless its result is found); the rest is re-queued. Refused while another
+    master holds the run.
     """
     from .. import api
     from ..record.runs import find_run

@@ -4,7 +4,11 @@ For each attempt still DISPATCHED or RUNNING in the journal (and each UNKNOWN jo
 attempt), read its commit marker and result from its host. A verified result is
 committed; a reported error is a failed attempt; no marker (the host is gone, or the job
 never finished) means the outcome is unknown: a ``max_retries=0`` job ends UNKNOWN and is
-never launched again, any other job is re-queued if it has launches left. Unless the
+never launched again, any other job is re-queued if it has launches left. An attempt
+whose job cannot be launched again and whose agent still lives on the host (it lets
+running jobs finish, within their timeout and ``max_living``, then exits) is waited for:
+resume reads its result once the agent has gone, rather than calling it unknown while it
+is still running (at most ``wait_limit`` seconds). Unless the
 attempt never started: the host never acknowledged it (no start time in the journal), no
 ``job`` file is in its directory, and no agent of the run is left on the host to start it
 (the run's ``agent.lock`` is free); that was no launch, so its job goes back to the
@@ -22,6 +26,7 @@ a job it was not sent. Everything read from a host is bounded and checked (``wir
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,27 +41,36 @@ from .wire import check_done, host_key, job_mark
 
 MAX_MARKER = 1 << 20  # bytes of a commit marker (done.json) read from a host
 
-_LOCK_FREE = ("import fcntl,os,sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\n"
-              "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)")  # exit 0: no agent holds it
+# exit 0: no agent holds the lock; 3: no lock file; else (1): an agent of the run lives
+_LOCK_FREE = ("import fcntl,os,sys\ntry:\n fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+              "except FileNotFoundError:\n sys.exit(3)\n"
+              "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)")
+WAIT_POLL = 0.25  # seconds between looks at attempts still running under a live agent
 # ("ok" | "error" | "corrupt" | "missing" | "not_started", meta, result)
 Outcome = tuple[str, dict[str, Any], bytes]
 
 
 def collect_open_attempts(journal: Journal, transports: list[tuple[Transport, str, str, Any]],
                           run_id: str, max_retries: int, max_result_size: int,
-                          progress: Callable[[str], None] | None = None) -> None:
+                          progress: Callable[[str], None] | None = None,
+                          wait_limit: float = 0.0) -> None:
     rows = journal.open_attempts() + journal.db.execute(
         "SELECT a.* FROM attempts a JOIN jobs j ON j.id = a.job WHERE j.state = 'UNKNOWN'"
         " AND a.id = (SELECT MAX(id) FROM attempts b WHERE b.job = j.id)").fetchall()
     by_host: dict[str, list[int]] = defaultdict(list)
     job_of: dict[int, int] = {}
     acked: set[int] = set()  # the host said it handed these to a worker: launches
+    last_chance: set[int] = set()  # their job cannot be launched again: worth waiting for
     for row in rows:  # attempts columns: id, job, number, host, slot, state, reason,
         attempt, job, host = row[0], row[1], row[3]  # dispatched, started, ...
         by_host[host].append(attempt)
         job_of[attempt] = job
         if row[8] is not None:
             acked.add(attempt)
+        launches = journal.db.execute("SELECT launches FROM jobs WHERE id = ?",
+                                      (job,)).fetchone()[0]
+        if max_retries == 0 or launches > max_retries:
+            last_chance.add(attempt)
     where = {t.name: (t, workdir, python) for t, python, workdir, _ in transports}
     known = {row[0] for row in journal.db.execute("SELECT id FROM attempts")}
     dispatch_key = bytes.fromhex(journal.meta().get("dispatch_key", ""))
@@ -67,13 +81,21 @@ def collect_open_attempts(journal: Journal, transports: list[tuple[Transport, st
         try:
             transport.connect()
             run_dir = f"{transport.expand_user(workdir)}/runs/{run_id}"
-            lost.update(_lost_attempts(transport, run_dir, known, dispatch_key,
-                                       max_result_size))
             found = {a: read_attempt(transport, protocol.attempt_dir(run_dir, a),
                                      max_result_size) for a in by_host[host]}
+            unjournaled = _lost_attempts(transport, run_dir, known, dispatch_key,
+                                         max_result_size)
+            everything = found | {a: o for a, (_, _, o) in unjournaled.items()}
+            waiting = [a for a in found if a in last_chance] + (
+                list(unjournaled) if max_retries == 0 else [])
+            gone = _wait_for_agent(transport, python, run_dir, everything, waiting,
+                                   max_result_size, wait_limit, progress)
+            found = {a: everything[a] for a in found}
+            lost.update({a: (h, j, everything[a]) for a, (h, j, _) in unjournaled.items()})
             missing = [a for a, outcome in found.items()
                        if outcome[0] == "missing" and a not in acked]
-            if missing and agents_gone(transport, python, run_dir):
+            if missing and (gone if gone is not None
+                            else agents_gone(transport, python, run_dir)):
                 for a in missing:  # no job file and no agent left to start it: never will
                     if not transport.exists(f"{protocol.attempt_dir(run_dir, a)}/"
                                             f"{protocol.JOB_FILE}"):
@@ -125,15 +147,48 @@ def _requeue_stranded(journal: Journal, max_retries: int) -> None:
             journal.give_up(job, JobState.FAILED, f"{launches} attempt(s), last: {reason}")
 
 
-def agents_gone(transport: Transport, python: str, run_dir: str) -> bool:
-    """True if no agent (or worker) of the run lives on the host: the lock is free. False
-    if it is held, or cannot be told (no lock file: an agent of an older sshmr)."""
+def _wait_for_agent(transport: Transport, python: str, run_dir: str,
+                    found: dict[int, Outcome], waiting: list[int], max_result_size: int,
+                    limit: float, progress: Callable[[str], None] | None) -> bool | None:
+    """While an attempt of ``waiting`` has no outcome on the host and an agent of the run
+    lives there (it is finishing its running jobs), look again every ``WAIT_POLL`` seconds,
+    for at most ``limit`` seconds; ``found`` is updated. Returns whether the agents are gone
+    (None: not looked, as nothing was missing)."""
+    deadline = time.monotonic() + limit
+    told = False
+    while True:
+        pending = [a for a in waiting if found[a][0] == "missing"]
+        if not pending:
+            return None
+        state = _agent_state(transport, python, run_dir)
+        for a in pending:  # read after the look at the lock: what it committed is seen
+            found[a] = read_attempt(transport, protocol.attempt_dir(run_dir, a),
+                                    max_result_size)
+        if state != "alive" or time.monotonic() >= deadline:
+            return state == "gone"
+        if not told and progress:
+            told = True
+            progress(f"resume: waiting for {len(pending)} job(s) still running on "
+                     f"{transport.name}: their agent ends them within {limit:.0f}s")
+        time.sleep(WAIT_POLL)
+
+
+def _agent_state(transport: Transport, python: str, run_dir: str) -> str:
+    """"gone" (the run's lock is free), "alive" (held) or "unknown" (no lock file, or the
+    host cannot tell)."""
     try:
         status, _, _ = transport.run([python, "-c", _LOCK_FREE, f"{run_dir}/{protocol.AGENT_LOCK}"],
                                      timeout=15)
-    except Exception:  # noqa: BLE001 - cannot tell: assume it may still start something
-        return False
-    return status == 0
+    except Exception:  # noqa: BLE001 - cannot tell
+        return "unknown"
+    return {0: "gone", 1: "alive"}.get(status, "unknown")
+
+
+def agents_gone(transport: Transport, python: str, run_dir: str) -> bool:
+    """True if no agent (or worker) of the run lives on the host: the lock is free. False
+    if it is held, or cannot be told (no lock file: an agent of an older sshmr; assume it
+    may still start something)."""
+    return _agent_state(transport, python, run_dir) == "gone"
 
 
 def _lost_attempts(transport: Transport, run_dir: str, known: set[int], dispatch_key: bytes,
