@@ -81,9 +81,12 @@ def test_resume_marks_unfinished_max_retries_0_jobs_unknown(cluster, tmp_path):
     _wait_dispatched(tmp_path, 1)
     master.send_signal(signal.SIGKILL)
     master.wait()
-    time.sleep(0.5)
-    # the host's copy of the running attempt vanishes (say, its disk was wiped)
+    # the running attempt commits its result on the host (the orphaned agent lets it
+    # finish), then the host's copy vanishes (say, its disk was wiped)
     runs = Path(cluster.hosts[1].workdir, "runs")
+    deadline = time.monotonic() + 60
+    while not list(runs.glob("*/a/*/done.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
     for done in runs.glob("*/a/*/done.json"):
         done.unlink()
     resumed = sshmr_cli("resume", "--json", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
