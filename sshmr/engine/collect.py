@@ -168,8 +168,11 @@ def _wait_for_agent(transport: Transport, python: str, run_dir: str,
             return state == "gone"
         if not told and progress:
             told = True
+            span = (f"{limit:.0f} s" if limit < 120 else f"{limit / 60:.0f} min"
+                    if limit < 7200 else f"{limit / 3600:.1f} h")
             progress(f"resume: waiting for {len(pending)} job(s) still running on "
-                     f"{transport.name}: their agent ends them within {limit:.0f}s")
+                     f"{transport.name} under the old agent (at most {span}: their timeout"
+                     f" or max_living); Ctrl-C stops, and a later 'sshmr resume' waits again")
         time.sleep(WAIT_POLL)
 
 

@@ -74,8 +74,9 @@ def test_a_running_job_of_a_live_agent_is_waited_for_and_collected(tmp_path):
                           progress=said.append, wait_limit=30)
     thread.join()
     assert _job(journal) == ("SUCCEEDED", 1, "42")  # collected, launched once
-    assert said == ["resume: waiting for 1 job(s) still running on h0: their agent ends them"
-                    " within 30s"]
+    assert said == ["resume: waiting for 1 job(s) still running on h0 under the old agent (at"
+                    " most 30 s: their timeout or max_living); Ctrl-C stops, and a later"
+                    " 'sshmr resume' waits again"]
 
 
 def test_the_agent_exiting_without_a_result_ends_the_wait_unknown(tmp_path):
