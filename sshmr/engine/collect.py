@@ -41,10 +41,12 @@ from .wire import check_done, host_key, job_mark
 
 MAX_MARKER = 1 << 20  # bytes of a commit marker (done.json) read from a host
 
-# exit 0: no agent holds the lock; 3: no lock file; else (1): an agent of the run lives
+# exit 0: no agent holds the lock; 3: no lock file; 5: held (an agent of the run lives);
+# anything else (an error): cannot tell
 _LOCK_FREE = ("import fcntl,os,sys\ntry:\n fd = os.open(sys.argv[1], os.O_RDONLY)\n"
               "except FileNotFoundError:\n sys.exit(3)\n"
-              "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)")
+              "try:\n fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+              "except BlockingIOError:\n sys.exit(5)")
 WAIT_POLL = 0.25  # seconds between looks at attempts still running under a live agent
 # ("ok" | "error" | "corrupt" | "missing" | "not_started", meta, result)
 Outcome = tuple[str, dict[str, Any], bytes]
@@ -184,7 +186,7 @@ def _agent_state(transport: Transport, python: str, run_dir: str) -> str:
                                      timeout=15)
     except Exception:  # noqa: BLE001 - cannot tell
         return "unknown"
-    return {0: "gone", 1: "alive"}.get(status, "unknown")
+    return {0: "gone", 5: "alive"}.get(status, "unknown")
 
 
 def agents_gone(transport: Transport, python: str, run_dir: str) -> bool:

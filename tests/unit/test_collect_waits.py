@@ -114,3 +114,14 @@ def test_a_job_with_launches_left_is_not_waited_for(tmp_path):
     thread.join()
     assert waited < 30, waited  # re-queued at once (not after wait_limit): it may run again
     assert _job(journal)[:2] == ("PENDING", 1)
+
+
+def test_a_host_whose_lock_cannot_be_read_is_not_waited_for(tmp_path):
+    """No lock file (an agent of an older sshmr, or a wiped run dir): nothing to wait on."""
+    journal, hosts, run_dir = _run(tmp_path)
+    (run_dir / protocol.AGENT_LOCK).unlink()
+    started = time.monotonic()
+    collect_open_attempts(journal, hosts, RUN, max_retries=0, max_result_size=1 << 30,
+                          wait_limit=60)
+    assert time.monotonic() - started < 50
+    assert _job(journal)[:2] == ("UNKNOWN", 1)
