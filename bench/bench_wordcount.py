@@ -51,7 +51,7 @@ import sshmr
 from wordcount import WordCount
 t = time.time()
 r = sshmr.run(WordCount(), [{data!r}], output={out!r}, inventory={inv!r},
-              runs_dir={runs!r}, reducers={reducers})
+              runs_dir={runs!r}, reducers={reducers}, overwrite=True)
 import sqlite3
 meta = dict(sqlite3.connect({runs!r} + "/" + r.run_id + "/journal.sqlite").execute(
     "SELECT key, value FROM meta"))

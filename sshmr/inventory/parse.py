@@ -9,9 +9,7 @@ import math
 import os
 from collections import Counter
 from dataclasses import replace
-from typing import Any
-
-import paramiko
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InventoryError
 from .model import (
@@ -31,6 +29,9 @@ from .model import (
     key_file_problem,
 )
 from .yaml_lines import LineList, LineMap, load_yaml, type_name
+
+if TYPE_CHECKING:  # paramiko (0.1 s to import) only once an ssh_config is read
+    import paramiko
 
 
 class _Parser:
@@ -218,6 +219,8 @@ class _Parser:
         if not os.path.exists(path):
             msg = f"file not found: {path} (fix the path, or remove the key to use the default)"
             raise self.fail(line, "ssh_config", msg)
+        import paramiko
+
         try:
             self.config_path, self.config = path, paramiko.SSHConfig.from_path(path)
         except (OSError, UnicodeDecodeError, paramiko.ssh_exception.ConfigParseError) as e:

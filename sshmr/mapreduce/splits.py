@@ -1,7 +1,8 @@
 """Cutting a MapReduce job's input files into map tasks (master side).
 
-``--split bytes:SIZE`` (the default: about ``TASKS_PER_SLOT`` tasks per slot of the run's
-fleet, at most 64, of 1 to 64 MiB each) copies each large
+``--split bytes:SIZE`` (the default: one task per slot of the run's fleet, and another
+per slot for each further ``WAVE_BYTES`` a slot gets, at most ``TASKS_PER_SLOT`` per slot
+and 64 in all, of 1 to 64 MiB each) copies each large
 file's chunks, cut at line boundaries, into ``RUN_DIR/mr/input/``; a small file, and a
 gzip file (gzip cannot be split), is one task as it is. ``--split files`` is one task per
 file; a user ``Partitioner`` yields ``InputFile``s or text. Standard input is saved to a
@@ -24,13 +25,19 @@ MAX_SPLIT = 64 * MiB
 MIN_SPLIT = 1 * MiB
 TARGET_MAP_TASKS = 64  # the default split aims at no more map tasks than this, ...
 TASKS_PER_SLOT = 4  # ... nor more than this many per slot of the fleet, within the bounds
+WAVE_BYTES = 8 * MiB  # a slot gets another task (a wave) only for this much more input
 
 
 def default_split_size(total: int, slots: int) -> int:
     """Bytes per map task of the default split for ``total`` input bytes on ``slots`` slots:
-    a few tasks per slot (load balance, and a retried task redoes little), not 64 small
-    tasks whose start-up, spills and shuffle segments cost more than they balance."""
-    tasks = min(TARGET_MAP_TASKS, TASKS_PER_SLOT * max(1, slots))
+    up to ``TASKS_PER_SLOT`` tasks per slot (load balance, and a retried task redoes
+    little), but a wave of tasks per slot only for each ``WAVE_BYTES`` a slot gets, and
+    never 64 small tasks: a task's start, its combine and sort of every key it saw, its
+    spills and R shuffle segments cost more than small tasks balance (20 MB on 2 slots is
+    2 tasks, 80 MB 8)."""
+    slots = max(1, slots)
+    waves = min(TASKS_PER_SLOT, max(1, total // (slots * WAVE_BYTES)))
+    tasks = min(TARGET_MAP_TASKS, waves * slots)
     return min(MAX_SPLIT, max(MIN_SPLIT, math.ceil(total / tasks)))
 
 

@@ -93,27 +93,40 @@ class SortBuffer:
     def _write(self, path: str, info: Dict[str, Any]) -> None:
         """Each partition's records sorted by key, a key's values in arrival order: with a
         combiner one (key, value JSON) row per record it yields; without, one (key, values)
-        row per key, its values encoded only as they are written."""
+        row per key, its values encoded only as they are written. Keys are taken in sorted
+        order, so the rows come out sorted unless a combiner yields another key."""
         by_part: List[List[Tuple[str, Any]]] = [[] for _ in range(self.parts)]
+        unsorted = [False] * self.parts
         partition, combine, one = self.partition, self.combine, self.parts == 1
-        for key_json, values in self.groups.items():
-            if combine is not None:
-                for k2, v2 in combine(key_json, values):
-                    by_part[0 if one else partition(k2)].append((k2, v2))
-            else:
+        groups = self.groups
+        for key_json in sorted(groups):
+            values = groups[key_json]
+            if combine is None:
                 by_part[0 if one else partition(key_json)].append((key_json, values))
+            elif len(values) == 1:  # the combiner may run zero times: a lone value as it is
+                v = values[0]
+                by_part[0 if one else partition(key_json)].append(
+                    (key_json, int.__repr__(v) if v.__class__ is int
+                     else _encode_values(key_json, values)[0]))
+            else:
+                for k2, v2 in combine(key_json, values):
+                    p = 0 if one else partition(k2)
+                    by_part[p].append((k2, v2))
+                    if k2 != key_json:
+                        unsorted[p] = True
         self.groups = {}
         self.used = 0
         tmp = path + ".tmp"
         parts = []
         with open(tmp, "wb", buffering=1 << 20) as out:
-            for rows in by_part:
-                rows.sort(key=_first)  # stable: a combiner's rows of one key keep their order
+            for p, rows in enumerate(by_part):
+                if unsorted[p]:
+                    rows.sort(key=_first)  # stable: a combiner's rows of a key keep their order
                 start = out.tell()
                 if combine is not None:
                     self.records_out += len(rows)
                     for i in range(0, len(rows), WRITE_BATCH):
-                        out.write("".join(["%s\t%s\n" % kv for kv in rows[i:i + WRITE_BATCH]])
+                        out.write(("\n".join(map("\t".join, rows[i:i + WRITE_BATCH])) + "\n")
                                   .encode("utf-8"))
                 else:
                     for key_json, values in rows:

@@ -85,6 +85,30 @@ def test_combiner_runs_per_spill(tmp_path):
     assert len(lines) < 3000  # combined: far fewer records than were added
 
 
+def test_a_lone_value_skips_the_combiner_and_other_keys_stay_sorted(tmp_path):
+    """The combiner may run zero times: a key with one value is written as it came. A
+    combiner that yields other keys than it was given still leaves each segment sorted."""
+    calls = []
+
+    def combine(kj, values):
+        calls.append(json.loads(kj))
+        yield kj, encode_json(sum(values))
+        yield encode_json("0-" + json.loads(kj)), encode_json(len(values))  # sorts first
+
+    buf = SortBuffer(2, 1 << 20, str(tmp_path), _partition_of(2), combine)
+    for k, v in [("z", 1), ("b", 2), ("b", 3), ("a", 4), ("y", {"x": [1]}), ("z", 5)]:
+        buf.add(encode_json(k), v)
+    buf.finish(str(tmp_path / "out"), {})
+    assert sorted(calls) == ["b", "z"]  # "a" and "y" had one value each
+    rows = []
+    for lines in _read_parts(str(tmp_path / "out")):
+        keys = [line.split("\t")[0] for line in lines]
+        assert keys == sorted(keys, key=str.encode)
+        rows += [tuple(json.loads(x) for x in line.rstrip("\n").split("\t")) for line in lines]
+    assert sorted(rows, key=str) == sorted([("0-b", 2), ("0-z", 2), ("a", 4), ("b", 5),
+                                            ("y", {"x": [1]}), ("z", 6)], key=str)
+
+
 def test_merge_of_more_runs_than_the_fan_in_takes_several_passes(tmp_path):
     rng = random.Random(1)
     sources = []

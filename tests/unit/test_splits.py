@@ -9,6 +9,7 @@ from sshmr.mapreduce.splits import (
     MIN_SPLIT,
     TARGET_MAP_TASKS,
     TASKS_PER_SLOT,
+    WAVE_BYTES,
     default_split_size,
     first_splits,
 )
@@ -17,9 +18,19 @@ MB = 1_000_000
 
 
 def test_default_split_is_a_few_tasks_per_slot() -> None:
-    size = default_split_size(20 * MB, 2)
-    assert size == -(-20 * MB // (TASKS_PER_SLOT * 2))
-    assert -(-20 * MB // size) == TASKS_PER_SLOT * 2
+    size = default_split_size(80 * MB, 2)  # 80 MB: 4 waves of WAVE_BYTES on each slot
+    assert size == -(-80 * MB // (TASKS_PER_SLOT * 2))
+    assert -(-80 * MB // size) == TASKS_PER_SLOT * 2
+
+
+def test_default_split_adds_a_wave_per_slot_only_for_enough_input() -> None:
+    # 20 MB on 2 slots: one task per slot, not 8 small ones (each a start, a sort of every
+    # key it saw, and R shuffle segments)
+    assert -(-20 * MB // default_split_size(20 * MB, 2)) == 2
+    assert -(-2 * 2 * WAVE_BYTES // default_split_size(2 * 2 * WAVE_BYTES, 2)) == 4
+    assert -(-(4 * WAVE_BYTES - 1) // default_split_size(4 * WAVE_BYTES - 1, 2)) == 2
+    # 16 slots of a fleet and 20 MB: one task per slot, each above MIN_SPLIT
+    assert -(-20 * MB // default_split_size(20 * MB, 16)) == 16
 
 
 def test_default_split_keeps_its_bounds() -> None:
