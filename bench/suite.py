@@ -129,7 +129,9 @@ def run_account(args, size: dict, root: Path, cluster, account: env.Account,
         w2_walls = [m["wall_s"] for m in mine]
         add_row(report, "W2", lab, f"{n} x sleep {work.W2_SLEEP}, 16 slots", s, theirs,
                 f"ideal {s['ideal_s']:.1f} s, slot efficiency {s['efficiency']:.2f} end to end, "
-                f"{s['efficiency_after_startup']:.2f} after start-up")
+                f"{s['efficiency_after_startup']:.2f} after the first dispatch, "
+                f"{s['efficiency_all_up']:.2f} once every host is up ({s['all_up_s']:.2f} s"
+                f" later)")
     if "w3" in args.only:
         files = work.make_files(root, size["w3_files"])
         mine, theirs = alternate(reps, lambda: work.sshmr_files(inv4, runs, files),

@@ -90,6 +90,8 @@ def measure(executor, items=None, *, inventory: Path, runs_dir: Path, expect=Non
             "wall_s": round(wall, 3), "jobs_per_s": round(n / wall, 1),
             "startup_s": round(first - t_unix, 3), "steady_s": round(last - first, 3),
             "steady_jobs_per_s": round(n / (last - first), 1),
+            "all_up_s": round(all_up - first, 3), "after_all_up_s": round(last - all_up, 3),
+            "after_all_up_jobs": sum(after_up.values()),
             "cpu_ms_per_job": round(cpu * 1000 / n, 4), "peak_rss_mib": round(_peak_rss_mib(), 1),
             "jobs_per_host": per_host, "jobs_per_host_after_all_up": after_up,
             "spread": round(spread, 3),
@@ -133,6 +135,10 @@ def sshmr_sleep(inv: Path, runs: Path, jobs: int, slots: int, kill=None) -> dict
     r["ideal_s"] = round(ideal, 3)
     r["efficiency"] = round(ideal / r["wall_s"], 3)
     r["efficiency_after_startup"] = round(ideal / r["steady_s"], 3)
+    # once every host runs jobs (the last host's first dispatch): the work of the jobs
+    # dispatched since over the slot-seconds since (jobs already running then not counted)
+    r["efficiency_all_up"] = round(r["after_all_up_jobs"] * W2_SLEEP
+                                   / (slots * r["after_all_up_s"]), 3)
     return r
 
 
