@@ -333,10 +333,11 @@ class Agent:
         procs.kill_by_token(s.token)
         reason = s.kill_reason or "worker_died"
         if s.attempt is not None:
-            adir = protocol.attempt_dir(self.run_dir, s.attempt)
             self._send({"t": "done", "a": s.attempt, "status": reason, "exit": code,
-                        "out": protocol.read_tail(os.path.join(adir, "stdout")),
-                        "err": protocol.read_tail(os.path.join(adir, "stderr"))})
+                        "out": protocol.read_tail(protocol.output_path(self.run_dir, s.index,
+                                                                       "stdout")),
+                        "err": protocol.read_tail(protocol.output_path(self.run_dir, s.index,
+                                                                       "stderr"))})
         for queued in s.queue:
             self._send({"t": "done", "a": queued["a"], "status": "not_started",
                         "error": "its worker ended (%s) before it started" % reason})

@@ -9,8 +9,10 @@ slot's worker), ``ack``, ``done`` (an attempt ended, with status), ``hb``, ``log
 Remote disk, under the host's workdir (0700)::
 
     code/<sha>/              content-addressed runtime + user code (pushed once)
-    runs/<run_id>/a/<id>/    one attempt: payload.json, input files, stdout, stderr,
-                             result (json text or raw bytes), done.json (commit marker)
+    runs/<run_id>/a/<id>/    one attempt: payload.json, input files, result (json text
+                             or raw bytes), done.json (commit marker)
+    runs/<run_id>/slot-<n>.stdout, .stderr
+                             what the running attempt of slot n prints (emptied per attempt)
 
 A result is written to ``result.tmp``, fsynced when asked, renamed to ``result``; then
 ``done.json`` (status, kind, sha256, size, error) is written the same way. A result is
@@ -63,6 +65,16 @@ def sha256(data: bytes) -> str:
 
 def attempt_dir(run_dir: str, attempt_id: int) -> str:
     return os.path.join(run_dir, "a", str(attempt_id))
+
+
+ATTEMPT_ENV = "SSHMR_ATTEMPT_DIR"  # a running job's attempt directory (its scratch space)
+
+
+def output_path(run_dir: str, slot: int, stream: str) -> str:
+    """The file a slot's jobs write ``stream`` (stdout or stderr) to: one per slot, emptied
+    when an attempt starts (creating two files per attempt costs more than the job on a
+    busy ext4: each new inode is a scan of the recently deleted ones)."""
+    return os.path.join(run_dir, "slot-%d.%s" % (slot, stream))
 
 
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)

@@ -42,6 +42,7 @@ class Worker:
         run_dir: str = ".",
         inline_limit: int = 65536,
         result_key: Optional[bytes] = None,
+        slot: int = 0,
     ) -> None:
         bind_runner(executor)  # a MapReduce job's tasks run with the remote side's runner
         self.executor = executor
@@ -51,8 +52,11 @@ class Worker:
         self.workdir = os.path.dirname(os.path.dirname(os.path.abspath(run_dir)))
         self.inline_limit = inline_limit
         self.result_key = result_key
+        self.outputs = (protocol.output_path(run_dir, slot, "stdout"),
+                        protocol.output_path(run_dir, slot, "stderr"))
         self._wrote = True  # the last job wrote to its stdout or stderr (or may have)
         self._saved: Optional[Tuple[int, int]] = None  # the worker's own stdout and stderr
+        self._out_fds: Optional[Tuple[int, int]] = None  # the slot's output files, kept open
 
     # ---------------------------------------------------------------- serving
 
@@ -132,8 +136,8 @@ class Worker:
             else:
                 meta["rb"] = base64.b64encode(data).decode()
         if self._wrote:  # (most jobs print nothing: no need to open both files again)
-            meta["out"] = protocol.read_tail(os.path.join(adir, "stdout"))
-            meta["err"] = protocol.read_tail(os.path.join(adir, "stderr"))
+            meta["out"] = protocol.read_tail(self.outputs[0])
+            meta["err"] = protocol.read_tail(self.outputs[1])
         else:
             meta["out"] = meta["err"] = ""
         return meta
@@ -156,16 +160,27 @@ class Worker:
         if protocol.is_disk_full(exc):
             meta.update(status="system", nospace=True, error=protocol.no_space(self.workdir))
 
+    def _output_fds(self) -> Tuple[int, int]:
+        """The slot's stdout and stderr files, opened once per worker (O_APPEND: a job's
+        writes go to the end, which truncating them for the next attempt moves to 0)."""
+        if self._out_fds is None:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+            out = protocol.open_private(self.outputs[0], flags)
+            try:
+                err = protocol.open_private(self.outputs[1], flags)
+            except OSError:
+                os.close(out)
+                raise
+            self._out_fds = (out, err)
+        return self._out_fds
+
     def _execute(self, payload: Any, adir: str, meta: Dict[str, Any]):
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-        out = -1
         self._wrote = True
         try:
-            out = protocol.open_private(os.path.join(adir, "stdout"), flags)
-            err = protocol.open_private(os.path.join(adir, "stderr"), flags)
+            out, err = self._output_fds()
+            os.ftruncate(out, 0)  # this attempt's output only
+            os.ftruncate(err, 0)
         except OSError as exc:
-            if out >= 0:
-                os.close(out)
             meta.update(status="system", error="cannot create the job's output files: %s" % exc)
             self._disk_full(exc, meta)
             return None, meta
@@ -175,6 +190,7 @@ class Worker:
         saved = self._saved
         os.dup2(out, 1)
         os.dup2(err, 2)
+        os.environ[protocol.ATTEMPT_ENV] = adir
         result = None
         try:
             result = self.executor.execute(payload)
@@ -191,8 +207,6 @@ class Worker:
                 self._wrote = True
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
-            os.close(out)
-            os.close(err)
         return result, meta
 
     @staticmethod

@@ -79,7 +79,7 @@ def fork_worker(s: WorkerSlot, executor: Any, cfg: Dict[str, Any],
         os.dup2(devnull, 0)
         Worker(executor, max_living, run_dir=cfg["run_dir"],
                inline_limit=int(cfg.get("inline_limit", 65536)),
-               result_key=result_key).serve(to_worker[0], from_worker[1])
+               result_key=result_key, slot=s.index).serve(to_worker[0], from_worker[1])
         code = 0
     finally:
         os._exit(code)

@@ -97,8 +97,8 @@ def start_time(pid):
 
 
 def attempt_dir():
-    """This attempt's directory on the host: the worker points fd 1 at ``<adir>/stdout``."""
-    return os.path.dirname(os.readlink("/proc/self/fd/1"))
+    """This attempt's directory on the host (the worker says it in SSHMR_ATTEMPT_DIR)."""
+    return os.environ["SSHMR_ATTEMPT_DIR"]
 
 
 def record_launch(spec):

@@ -36,7 +36,7 @@ def _mode(path):
 class Planter(JobExecutor):
     def execute(self, payload):
         spec = payload
-        adir = os.path.dirname(os.readlink("/proc/self/fd/1"))  # the worker's stdout file
+        adir = os.environ["SSHMR_ATTEMPT_DIR"]  # this attempt's directory
         attempts = os.path.dirname(adir)
         run_dir = os.path.dirname(attempts)
         code = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -57,6 +57,11 @@ class Planter(JobExecutor):
                     for name in NAMES:
                         os.symlink(spec["victim"], os.path.join(target, name))
                 planted += 1
+            for n in range(8):  # and where a (re)started worker of slot n puts its output
+                for stream in ("stdout", "stderr"):
+                    path = os.path.join(run_dir, "slot-%d.%s" % (n, stream))
+                    if not os.path.lexists(path):
+                        os.symlink(spec["victim"], path)
             modes["planted"] = planted
         return modes
 
