@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -178,3 +179,28 @@ def test_a_finished_run_leaves_no_wal(tmp_path):
         assert c.map(abs, range(-150, 0)) == list(range(150, 0, -1))
         assert c.last is not None and _wal_size(c.last.run_dir) == 0
         assert c.last.results[0] == 150  # the journal still reads whole
+
+
+def test_each_attempt_shows_only_its_own_output(tmp_path):
+    """A slot's jobs print to the same two files, emptied per attempt: each attempt's tail
+    is its own, also for one killed by its timeout (read by the agent) and for a job that
+    prints nothing after one that printed."""
+    sys.path.insert(0, str(JOBS))
+    from jobs_basic import PrintSome
+
+    items = [{"out": "first", "err": "first-err"}, {}, {"out": "third"},
+             {"out": "slow", "sleep": 30}, {}, {"err": "last-err"}]
+    r = sshmr.run(PrintSome(), items, runs_dir=str(tmp_path / "runs"), slots=1,
+                  timeout=2, max_retries=0)
+    db = sqlite3.connect(str(Path(r.run_dir) / "journal.sqlite"))
+    rows = db.execute("SELECT job, state, reason, stdout_tail, stderr_tail FROM attempts"
+                      " ORDER BY job").fetchall()
+    db.close()
+    got = [(job, state, reason, out.strip(), err.strip())
+           for job, state, reason, out, err in rows]
+    assert got == [(1, "SUCCEEDED", None, "first", "first-err"),
+                   (2, "SUCCEEDED", None, "", ""),
+                   (3, "SUCCEEDED", None, "third", ""),
+                   (4, "FAILED", "timeout", "slow", ""),
+                   (5, "SUCCEEDED", None, "", ""),
+                   (6, "SUCCEEDED", None, "", "last-err")]

@@ -106,3 +106,16 @@ class Lines(JobExecutor):
         if isinstance(payload, list):
             return len(payload)
         return payload.count("\n")
+
+
+class PrintSome(JobExecutor):
+    """Prints its payload's ``out`` (if any) to stdout and ``err`` to stderr; then sleeps
+    ``sleep`` seconds (a timeout kills it there)."""
+
+    def execute(self, payload):
+        if payload.get("out"):
+            print(payload["out"])
+        if payload.get("err"):
+            print(payload["err"], file=sys.stderr)
+        time.sleep(payload.get("sleep", 0))
+        return payload.get("out")

@@ -59,7 +59,7 @@ class Planter(JobExecutor):
                 planted += 1
             for n in range(8):  # and where a (re)started worker of slot n puts its output
                 for stream in ("stdout", "stderr"):
-                    path = os.path.join(run_dir, "slot-%d.%s" % (n, stream))
+                    path = os.path.join(run_dir, f"slot-{n}.{stream}")
                     if not os.path.lexists(path):
                         os.symlink(spec["victim"], path)
             modes["planted"] = planted
