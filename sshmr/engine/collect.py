@@ -37,9 +37,9 @@ from ..jobs import AttemptState, JobState, Reason
 from ..record.journal import Journal
 from ..remote import protocol
 from ..transport.base import Transport
-from .wire import check_done, host_key, job_mark
+from .wire import MAX_LINE, check_done, host_key, job_mark
 
-MAX_MARKER = 1 << 20  # bytes of a commit marker (done.json) read from a host
+MAX_MARKER = MAX_LINE  # bytes of a commit marker (done.json) read: what one done message holds
 
 # exit 0: no agent holds the lock; 3: no lock file; 5: held (an agent of the run lives);
 # anything else (an error): cannot tell
@@ -266,9 +266,14 @@ def read_attempt(transport: Transport, adir: str, max_result_size: int,
         return ("corrupt", {"error": f"the result is {protocol.human_bytes(meta['size'])},"
                             f" over max_result_size; not fetched"}, b"")
     try:
-        data = transport.get_bytes(f"{adir}/{protocol.RESULT_FILE}", limit=meta["size"])
-    except OSError as exc:
-        return ("corrupt", {"error": f"result missing: {exc}"}, b"")
+        data = protocol.inline_result(meta)  # a small result is in done.json itself
+    except ValueError as exc:
+        return ("corrupt", {"error": f"undecodable inline result: {exc}"}, b"")
+    if data is None:
+        try:
+            data = transport.get_bytes(f"{adir}/{protocol.RESULT_FILE}", limit=meta["size"])
+        except OSError as exc:
+            return ("corrupt", {"error": f"result missing: {exc}"}, b"")
     key = host_key(run_key, transport.name) if run_key is not None else None
     problem = protocol.check_result(meta, data, key)
     if problem:

@@ -15,8 +15,10 @@ Remote disk, under the host's workdir (0700)::
                              what the running attempt of slot n prints (emptied per attempt)
 
 A result is written to ``result.tmp``, fsynced when asked, renamed to ``result``; then
-``done.json`` (status, kind, sha256, size, error) is written the same way. A result is
-taken only if its sha256 matches, so a torn or altered file is never accepted.
+``done.json`` (status, kind, sha256, size, error) is written the same way. A result of at
+most the inline limit (64 KiB) rides in ``done.json`` itself (``r``/``rb``, as on the
+wire), committed by its one rename: one new file per attempt fewer. A result is taken
+only if its sha256 matches, so a torn or altered file is never accepted.
 Directories are created 0700 and files 0600; nothing under the workdir is written through
 a symbolic link (``open_private``, ``private_dir``): a link planted there (pointing at a
 file outside) is removed or refused, never followed, so its target is never written.
@@ -30,6 +32,7 @@ loads it with a restricted unpickler (``sshmr.record.safe_pickle``).
 
 from __future__ import annotations
 
+import base64
 import errno
 import hashlib
 import hmac
@@ -57,6 +60,16 @@ def decode(line: bytes) -> Dict[str, Any]:
     if not isinstance(msg, dict) or "t" not in msg:
         raise ValueError("not a protocol message: %r" % line[:200])
     return msg
+
+
+def inline_result(meta: Dict[str, Any]) -> Optional[bytes]:
+    """The result carried in a ``done`` message or ``done.json`` (``r``: JSON text, ``rb``:
+    base64), or None when it is in the attempt's ``result`` file. ValueError if undecodable."""
+    if "r" in meta:
+        return meta["r"].encode("utf-8", "surrogatepass")
+    if "rb" in meta:
+        return base64.b64decode(meta["rb"], validate=True)
+    return None
 
 
 def sha256(data: bytes) -> str:

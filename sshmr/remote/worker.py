@@ -122,7 +122,10 @@ class Worker:
             elif meta["status"] == "ok":
                 meta["sha"] = protocol.sha256(data)
                 meta["size"] = len(data)
-                protocol.write_atomic(os.path.join(adir, protocol.RESULT_FILE), data, sync)
+                if len(data) <= self.inline_limit:  # committed inside done.json, no file
+                    _inline(meta, data)
+                else:
+                    protocol.write_atomic(os.path.join(adir, protocol.RESULT_FILE), data, sync)
             protocol.write_atomic(
                 os.path.join(adir, protocol.DONE_FILE), json.dumps(meta).encode(), sync
             )
@@ -130,11 +133,9 @@ class Worker:
             meta = {"t": "done", "a": attempt_id, "status": "system",
                     "error": "cannot commit the result on the host: %s" % exc}
             self._disk_full(exc, meta)
-        if meta["status"] == "ok" and meta["size"] <= self.inline_limit:
-            if meta["kind"] == "json":
-                meta["r"] = data.decode()
-            else:
-                meta["rb"] = base64.b64encode(data).decode()
+        if meta["status"] == "ok" and meta["size"] <= self.inline_limit and not (
+                "r" in meta or "rb" in meta):  # (a ResultFile's small result: also inline)
+            _inline(meta, data)
         if self._wrote:  # (most jobs print nothing: no need to open both files again)
             meta["out"] = protocol.read_tail(self.outputs[0])
             meta["err"] = protocol.read_tail(self.outputs[1])
@@ -214,6 +215,14 @@ class Worker:
         data = memoryview(protocol.encode(msg))
         while data:
             data = data[os.write(wfd, data):]
+
+
+def _inline(meta: Dict[str, Any], data: bytes) -> None:
+    """Carry a small result in the ``done`` message (and in ``done.json``)."""
+    if meta["kind"] == "json":
+        meta["r"] = data.decode()
+    else:
+        meta["rb"] = base64.b64encode(data).decode()
 
 
 def _flush_std() -> None:

@@ -103,3 +103,28 @@ def test_a_marker_that_is_no_marker_or_a_result_larger_than_said_is_refused(tmp_
         "a": 6, "status": "ok", "kind": "json", "sha": "0" * 64, "size": 5000}))
     kind, meta, _ = read_attempt(LocalTransport("h"), str(adir), 1000)
     assert kind == "corrupt" and "over max_result_size" in meta["error"]
+
+
+def test_a_small_result_inside_the_commit_marker_is_read_and_checked(tmp_path):
+    """A result of at most the inline limit is committed in done.json (``r``/``rb``), with
+    no result file: read from there, and refused when it does not match its checksum."""
+    adir = tmp_path / "a"
+    adir.mkdir()
+    transport = LocalTransport("h0")
+
+    def marker(**fields) -> None:
+        (adir / protocol.DONE_FILE).write_text(json.dumps(dict({
+            "t": "done", "a": 7, "status": "ok", "kind": "json",
+            "sha": hashlib.sha256(b"[1, 2]").hexdigest(), "size": 6}, **fields)))
+
+    marker(r="[1, 2]")
+    assert read_attempt(transport, str(adir), 1 << 20)[::2] == ("ok", b"[1, 2]")
+    marker(r="[1, 3]")  # altered
+    kind, meta, _ = read_attempt(transport, str(adir), 1 << 20)
+    assert kind == "corrupt" and "checksum" in meta["error"]
+    marker(kind="bytes", rb="not base64!")
+    kind, meta, _ = read_attempt(transport, str(adir), 1 << 20)
+    assert kind == "corrupt" and "undecodable inline result" in meta["error"]
+    marker()  # no inline result and no result file
+    kind, meta, _ = read_attempt(transport, str(adir), 1 << 20)
+    assert kind == "corrupt" and "result missing" in meta["error"]

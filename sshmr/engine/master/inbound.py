@@ -11,7 +11,6 @@ stops the run as a full runs dir does (``sshmr resume`` continues it)."""
 
 from __future__ import annotations
 
-import base64
 import time
 
 from ...errors import (
@@ -195,8 +194,7 @@ class Inbound(MasterState):
         if status == "ok":
             if "r" in msg or "rb" in msg:
                 try:
-                    data = (msg["r"].encode("utf-8", "surrogatepass") if "r" in msg
-                            else base64.b64decode(msg["rb"], validate=True))
+                    data = protocol.inline_result(msg) or b""
                 except ValueError as exc:
                     data = f"undecodable inline result ({exc})".encode()
                 return [self._verified(attempt, msg, data)]
