@@ -64,9 +64,8 @@ def execute_notebook(work: Path) -> nbformat.NotebookNode:
                                      resources={"metadata": {"path": str(work)}})
     interrupted: list[int] = []
 
-    async def interrupt_mid_run() -> None:
+    async def interrupt_mid_run(before: set[str]) -> None:
         """Interrupt the kernel once its run has committed some results (not all)."""
-        before = set(os.listdir(runs)) if runs.is_dir() else set()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             done = _succeeded_in_latest_run(runs, before)
@@ -80,7 +79,11 @@ def execute_notebook(work: Path) -> nbformat.NotebookNode:
 
     def on_cell_execute(cell, cell_index):
         if "interrupt" in cell.metadata.get("tags", []):
-            tasks.append(asyncio.ensure_future(interrupt_mid_run()))
+            # The runs that exist now, before the cell is sent: taken in the task instead, a
+            # loaded machine may let the cell's own run start first, and the task would then
+            # wait for the next cell's run and interrupt that one.
+            before = set(os.listdir(runs)) if runs.is_dir() else set()
+            tasks.append(asyncio.ensure_future(interrupt_mid_run(before)))
 
     client.on_cell_execute = on_cell_execute
     client.execute()
