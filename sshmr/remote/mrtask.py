@@ -131,7 +131,7 @@ class _MapTask(_Task):
         key_json, loads = self.key_json, json.loads
 
         def combine(kj: str, values: list) -> List[Tuple[str, str]]:
-            key = kj[1:-1] if kj[0] == '"' and "\\" not in kj else loads(kj)  # decode_key
+            key = decode_key(kj) if kj[0] == '"' else loads(kj)
             out = []
             for k2, v2 in combiner(key, iter(values)) or ():
                 out.append((kj if k2 is key else key_json(k2),

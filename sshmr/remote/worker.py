@@ -85,7 +85,7 @@ class Worker:
         meta: Dict[str, Any] = {"t": "done", "a": attempt_id, "status": "ok"}
         data = b""
         result_file = None  # execute() returned a ResultFile: its path
-        self._wrote = True  # until _execute finds both output files empty
+        self._wrote = False  # this attempt printed nothing yet (its job has not run)
         try:
             protocol.private_dir(adir)  # 0700; a planted symlink is refused
             if "j" in msg:  # a resumed master adopts an attempt whose dispatch it lost
@@ -182,6 +182,7 @@ class Worker:
             os.ftruncate(out, 0)  # this attempt's output only
             os.ftruncate(err, 0)
         except OSError as exc:
+            self._wrote = False  # the files may still hold the last attempt's output
             meta.update(status="system", error="cannot create the job's output files: %s" % exc)
             self._disk_full(exc, meta)
             return None, meta
