@@ -175,10 +175,9 @@ def resume(
         sessions_for += fleet_entries(meta, config, {t.name for t, *_ in sessions_for})
         # a job still running under the dead master's agent ends within its timeout (or
         # max_living): by the agent's clock, so wait that long at most, and a little more
-        life = min(config.longest_timeout or config.max_living, config.max_living)
         collect_open_attempts(journal, sessions_for, meta["run_id"], config.max_retries,
                               config.max_result_size, progress,
-                              wait_limit=life + 2 * config.kill_grace + 5)
+                              wait_limit=config.attempt_life + 2 * config.kill_grace + 5)
         if not meta.get("mapreduce") and not journal.db.execute(
                 "SELECT 1 FROM jobs WHERE state IN ('PENDING', 'RUNNING') LIMIT 1").fetchone():
             remove_run_dirs(sessions_for, meta["run_id"])  # nothing to run: no agent will

@@ -87,6 +87,12 @@ class RunConfig:
         fixed, adaptive = parse_timeout(self.timeout, self.max_living)
         return adaptive.ceiling if adaptive is not None else fixed
 
+    @property
+    def attempt_life(self) -> float:
+        """The longest an attempt can run on a host, by the agent's own clocks: its timeout,
+        and never past ``max_living`` (then its worker is retired)."""
+        return min(self.longest_timeout or self.max_living, self.max_living)
+
     @classmethod
     def build(cls, executor: Any = None, **overrides: Any) -> RunConfig:
         """Defaults < executor class attributes < ``overrides`` (None means not given)."""

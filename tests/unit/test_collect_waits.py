@@ -90,28 +90,28 @@ def test_the_agent_exiting_without_a_result_ends_the_wait_unknown(tmp_path):
     assert _job(journal)[:2] == ("UNKNOWN", 1)
 
 
-def test_an_agent_that_never_lets_go_is_waited_for_only_wait_limit(tmp_path):
+def _collect_while_held(tmp_path, max_retries: int, wait_limit: float):
+    """Resume's collection while an agent holds the run's lock and never commits: the
+    journal after it, and the seconds it took."""
     journal, hosts, run_dir = _run(tmp_path)
     thread, release = _agent(run_dir, 60, commit=False)
     started = time.monotonic()
-    collect_open_attempts(journal, hosts, RUN, max_retries=0, max_result_size=1 << 30,
-                          wait_limit=0.5)
+    collect_open_attempts(journal, hosts, RUN, max_retries=max_retries,
+                          max_result_size=1 << 30, wait_limit=wait_limit)
     waited = time.monotonic() - started
     release.set()
     thread.join()
+    return journal, waited
+
+
+def test_an_agent_that_never_lets_go_is_waited_for_only_wait_limit(tmp_path):
+    journal, waited = _collect_while_held(tmp_path, max_retries=0, wait_limit=0.5)
     assert 0.5 <= waited < 30, waited
     assert _job(journal)[:2] == ("UNKNOWN", 1)
 
 
 def test_a_job_with_launches_left_is_not_waited_for(tmp_path):
-    journal, hosts, run_dir = _run(tmp_path)
-    thread, release = _agent(run_dir, 60, commit=False)
-    started = time.monotonic()
-    collect_open_attempts(journal, hosts, RUN, max_retries=2, max_result_size=1 << 30,
-                          wait_limit=30)
-    waited = time.monotonic() - started
-    release.set()
-    thread.join()
+    journal, waited = _collect_while_held(tmp_path, max_retries=2, wait_limit=30)
     assert waited < 30, waited  # re-queued at once (not after wait_limit): it may run again
     assert _job(journal)[:2] == ("PENDING", 1)
 

@@ -135,9 +135,8 @@ class Master(Inbound, Actions, Commands):
                     # The lost agent ends its jobs by their timeout or max_living (its own
                     # clocks), so any result it commits is on disk by then: look until
                     # then, and once after.
-                    life = min(self.cfg.longest_timeout or self.cfg.max_living,
-                               self.cfg.max_living)
-                    until = self.late_until.setdefault(host, now + life + self.cfg.kill_grace)
+                    until = self.late_until.setdefault(
+                        host, now + self.cfg.attempt_life + self.cfg.kill_grace)
                     self._look_for_late(self.sessions[host], last=now >= until)
         if now - last["cancel"] >= 0.25:
             last["cancel"] = now
