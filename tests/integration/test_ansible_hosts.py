@@ -110,7 +110,9 @@ def test_api_run_with_ansible_yaml_inventory_and_hosts(cluster, tmp_path):
     finally:
         journal.close()
     assert meta["host_pattern"] == "db:h0:!h3" and meta["inventory"] == str(inv)
-    assert run_hosts == ["h0", "h2"]
+    # the hosts the master talked to: only selected ones (a host still connecting when the
+    # 40 quick jobs are done has no row; it did in a loaded CI run)
+    assert run_hosts and set(run_hosts) <= {"h0", "h2"}, run_hosts
 
 
 def test_ssh_config_aliases_without_inventory(cluster, tmp_path):
