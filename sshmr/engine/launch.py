@@ -79,9 +79,12 @@ def record_run(journal: Journal, run_id: str, runs_dir: str, code: Code, bundle:
 def execute(journal: Journal, run_dir: str, run_id: str, runs_dir: str, inv: Inventory | None,
             config: RunConfig, bundle: Bundle, sched: s.Scheduler, initial: list[object],
             progress: Callable[[str], None] | None, transports: list[HostEntry] | None = None,
-            result_key: bytes | None = None, record_state: bool = True) -> s.Finished:
+            result_key: bytes | None = None, record_state: bool = True,
+            next_phase: Callable[[], list[int] | None] | None = None) -> s.Finished:
     """Run the scheduler's jobs on the hosts until it finishes. With ``record_state``
-    (a plain run) the run's final state, message and elapsed time go to the journal."""
+    (a plain run) the run's final state, message and elapsed time go to the journal.
+    ``next_phase`` (MapReduce) is asked for more jobs each time every job ended: their ids
+    (journaled), run on the same host sessions, or None: the run is finished."""
     started = time.monotonic()  # elapsed time, immune to wall-clock steps
     events: queue.SimpleQueue = queue.SimpleQueue()
     agent_config = {"max_living": config.max_living, "hb_interval": config.heartbeat,
@@ -112,7 +115,7 @@ def execute(journal: Journal, run_dir: str, run_id: str, runs_dir: str, inv: Inv
                     config=config, events=events, progress=progress, result_key=result_key,
                     new_session=new_session,
                     inventory_path=inv.path if inv and inv.kind != "ssh_config" else None,
-                    host_pattern=inv.pattern if inv else None)
+                    host_pattern=inv.pattern if inv else None, next_phase=next_phase)
     finished = _drive(master, journal, initial)
     if finished.state == "no_hosts" and master.host_errors:
         finished = s.Finished(finished.state, "no host usable: " + "; ".join(

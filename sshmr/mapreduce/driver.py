@@ -2,8 +2,9 @@
 
 A MapReduce run is one run (one journal) made of *phases*: for each step a map phase
 and, when the step has a reducer, a reduce phase. Each task is an engine job, so
-timeouts, retries, max_living, quarantine, cancel and resume apply to it unchanged;
-each phase is executed by the engine like a plain run. Between them the master:
+timeouts, retries, max_living, quarantine, cancel and resume apply to it unchanged.
+The phases run in one engine run: the hosts' agents and workers start once, and each
+phase's tasks are added when the one before it ended. Between them the master:
 
 * cuts the input into map tasks (``--split bytes:SIZE`` at line boundaries, ``files``,
   or a Partitioner; a ``.gz`` file is one task, as gzip cannot be split);
@@ -24,8 +25,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..engine import launch
@@ -42,36 +42,19 @@ from ..record.results import INPUT_FILE_KEY
 from ..record.runs import RunLock, create_run_dir
 from ..remote.mrfiles import concat_segments, copy_data, copy_lines, read_trailer, remove_quietly
 from .job import MapReduce, step_functions
+from .phases import (
+    Ctx,
+    add_phase,
+    open_tasks,
+    phase_failure,
+    phase_of,
+    result_files,
+)
 from .splits import first_splits
 
 MiB = 1 << 20
 DEFAULT_SORT_MEMORY = 256 * MiB
 SUCCESS = "_SUCCESS"
-
-
-@dataclass
-class _Ctx:
-    """What every phase of one MapReduce run needs."""
-
-    journal: Journal
-    run_dir: str
-    run_id: str
-    runs_dir: str
-    inv: Inventory | None
-    config: RunConfig
-    bundle: Bundle
-    progress: Callable[[str], None] | None
-
-    @property
-    def mr(self) -> dict[str, Any]:
-        return self.journal.meta()["mapreduce"]
-
-    def save(self, **changes: Any) -> None:
-        self.journal.set_meta(mapreduce=dict(self.mr, **changes))
-
-    def say(self, line: str) -> None:
-        if self.progress:
-            self.progress(line)
 
 
 def run_mapreduce(job: MapReduce, items: Iterable[Any] | None = None, *,
@@ -110,7 +93,7 @@ def run_mapreduce(job: MapReduce, items: Iterable[Any] | None = None, *,
                 "sort_memory": sort_memory or DEFAULT_SORT_MEMORY, "phases": [],
                 "current": None, "counters": {}, "shuffle_bytes": 0,
                 "output_lines": bool(job.output_lines)})
-        ctx = _Ctx(journal, run_dir, run_id, runs_dir, inv, config, bundle, progress)
+        ctx = Ctx(journal, run_dir, run_id, runs_dir, inv, config, bundle, progress)
         _add_map_phase(ctx, 0, first_splits(run_dir, inputs, split, partitioner,
                                                 _fleet_slots(inv, config)))
         journal.flush()
@@ -128,30 +111,16 @@ def continue_mapreduce(journal: Journal, run_dir: str, inv: Inventory | None, co
                        bundle: Bundle, progress: Callable[[str], None] | None) -> None:
     """``sshmr resume`` of a MapReduce run (its open attempts already collected)."""
     meta = journal.meta()
-    ctx = _Ctx(journal, run_dir, meta["run_id"], meta.get("runs_dir", "sshmr-runs"), inv,
+    ctx = Ctx(journal, run_dir, meta["run_id"], meta.get("runs_dir", "sshmr-runs"), inv,
                config, bundle, progress)
     _drive(ctx)
 
 
 # ------------------------------------------------------------------------ phases
 
-def _drive(ctx: _Ctx) -> None:
+def _drive(ctx: Ctx) -> None:
     started = time.monotonic()  # elapsed time, immune to wall-clock steps
-    state, message = "done", ""
-    steps = ctx.mr["steps"]
-    for step, desc in enumerate(steps):
-        if _phase(ctx, step, "map") is None:
-            _add_map_phase(ctx, step, _step_inputs(ctx, step))
-        state, message = _run_phase(ctx, _phase(ctx, step, "map"))
-        if state != "done" or not desc["reducer"]:
-            if state != "done":
-                break
-            continue
-        if _phase(ctx, step, "reduce") is None:
-            _shuffle(ctx, step)
-        state, message = _run_phase(ctx, _phase(ctx, step, "reduce"))
-        if state != "done":
-            break
+    state, message = _run_phases(ctx)
     if state == "done":
         message = _write_output(ctx)
     elapsed = float(ctx.journal.meta().get("elapsed_s") or 0.0) + time.monotonic() - started
@@ -161,79 +130,92 @@ def _drive(ctx: _Ctx) -> None:
         _remove_intermediate(ctx)
 
 
-def _phase(ctx: _Ctx, step: int, kind: str) -> dict[str, Any] | None:
-    for phase in ctx.mr["phases"]:
-        if phase["step"] == step and phase["phase"] == kind:
-            return phase
-    return None
+def _phase_order(ctx: Ctx) -> Iterator[dict[str, Any]]:
+    """The run's phases in order, each created (its tasks added) when it is reached: a
+    later step's map once the step before it is done, a reduce by shuffling its map's
+    outputs. Advance only past a phase whose tasks all succeeded."""
+    for step, desc in enumerate(ctx.mr["steps"]):
+        if phase_of(ctx, step, "map") is None:
+            _add_map_phase(ctx, step, _step_inputs(ctx, step))
+        yield _checked(phase_of(ctx, step, "map"))
+        if desc["reducer"]:
+            if phase_of(ctx, step, "reduce") is None:
+                _shuffle(ctx, step)
+            yield _checked(phase_of(ctx, step, "reduce"))
 
 
-def _add_phase(ctx: _Ctx, step: int, kind: str, payloads: list[str]) -> None:
-    """Add a phase's tasks as jobs and record the phase, in one journal transaction."""
-    first = ctx.journal.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM jobs").fetchone()[0]
-    ctx.journal.add_jobs((first + i, p) for i, p in enumerate(payloads))
-    phase = {"step": step, "phase": kind, "first": first, "last": first + len(payloads) - 1}
-    ctx.save(phases=ctx.mr["phases"] + [phase])
+def _run_phases(ctx: Ctx) -> tuple[str, str]:
+    """Run every phase left, in one engine run: the hosts' agents and workers start once
+    and are kept from phase to phase (a phase is added when the one before it ended).
+    ("done", "") when every task of every phase succeeded."""
+    order = _phase_order(ctx)
+    current: dict[str, Any] = {}
+    outcome = ["done", ""]
+
+    def open_jobs() -> list[tuple[int, int]] | None:
+        """(id, launches) of the next phase's unfinished tasks; None: no phase is left, or
+        the last one failed (``outcome`` says)."""
+        while True:
+            if current:
+                failure = phase_failure(ctx, current["phase"])
+                if failure is not None:
+                    outcome[:] = failure
+                    return None
+            phase = next(order, None)
+            if phase is None:
+                return None
+            current["phase"] = phase
+            rows = open_tasks(ctx, phase)
+            if rows:
+                return rows
+
+    rows = open_jobs()
+    if rows is None:
+        return outcome[0], outcome[1]
+    hosts = [h.name for h in ctx.inv.hosts] if ctx.inv else ["local"]
+    sched = launch.make_scheduler(ctx.config, hosts,
+                                  first_attempt_id=ctx.journal.max_attempt_id() + 1)
+    for job_id, launches in rows:
+        sched.restore_job(job_id, JobState.PENDING, launches)
     ctx.journal.flush()
 
+    def next_phase() -> list[int] | None:
+        more = open_jobs()
+        return [job_id for job_id, _ in more] if more else None
 
-def _run_phase(ctx: _Ctx, phase: dict[str, Any]) -> tuple[str, str]:
-    """Execute a phase's unfinished tasks; ("done", "") when every task succeeded."""
-    name = f"step {phase['step'] + 1}/{len(ctx.mr['steps'])} {phase['phase']}"
-    ctx.save(current={"step": phase["step"], "phase": phase["phase"]})
-    rows = ctx.journal.db.execute(
-        "SELECT id, launches FROM jobs WHERE id BETWEEN ? AND ? AND state IN"
-        " ('PENDING', 'RUNNING')", (phase["first"], phase["last"])).fetchall()
-    total = phase["last"] - phase["first"] + 1
-    if rows:
-        if len(rows) < total:  # resumed: part of the phase is done
-            ctx.say(f"{name}: {len(rows)} of {total} tasks left to run")
-        hosts = [h.name for h in ctx.inv.hosts] if ctx.inv else ["local"]
-        sched = launch.make_scheduler(ctx.config, hosts,
-                                      first_attempt_id=ctx.journal.max_attempt_id() + 1)
-        for job_id, launches in rows:
-            sched.restore_job(job_id, JobState.PENDING, launches)
-        ctx.journal.flush()
-        finished = launch.execute(ctx.journal, ctx.run_dir, ctx.run_id, ctx.runs_dir,
-                                  ctx.inv, ctx.config, ctx.bundle, sched, [s.JobsAdded(())],
-                                  ctx.progress, record_state=False)
-        if finished.state != "done":
-            return finished.state, finished.message
-    failed = ctx.journal.db.execute(
-        "SELECT j.id, j.state, j.payload, COALESCE((SELECT error FROM attempts a WHERE a.job ="
-        " j.id ORDER BY a.id DESC LIMIT 1), j.reason) FROM jobs j WHERE j.id BETWEEN ? AND ?"
-        " AND j.state != 'SUCCEEDED' ORDER BY j.id", (phase["first"], phase["last"])).fetchall()
-    _sum_counters(ctx)
-    if failed:
-        job, state, payload, error = failed[0]
-        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        mr = json.loads(payload)["mr"]
-        return "failed", (f"{phase['phase']} task {mr['task']} of step {phase['step'] + 1}"
-                          f" ({mr['source']}) {state}: {_last_line(error)}{more}; see 'sshmr"
-                          f" show {ctx.run_id} {job}'")
-    return "done", ""
+    finished = launch.execute(ctx.journal, ctx.run_dir, ctx.run_id, ctx.runs_dir, ctx.inv,
+                              ctx.config, ctx.bundle, sched, [s.JobsAdded(())], ctx.progress,
+                              record_state=False, next_phase=next_phase)
+    if finished.state != "done":
+        return finished.state, finished.message
+    return outcome[0], outcome[1]
+
+
+def _checked(phase: dict[str, Any] | None) -> dict[str, Any]:
+    assert phase is not None
+    return phase
 
 
 # ------------------------------------------------------------------------ inputs
 
-def _step_inputs(ctx: _Ctx, step: int) -> list[tuple[str, str]]:
+def _step_inputs(ctx: Ctx, step: int) -> list[tuple[str, str]]:
     """A later step's map tasks: one per output of the previous step's last phase."""
-    prev = _phase(ctx, step - 1, "reduce") or _phase(ctx, step - 1, "map")
+    prev = phase_of(ctx, step - 1, "reduce") or phase_of(ctx, step - 1, "map")
     assert prev is not None
     return [(os.path.join(ctx.run_dir, f), f"step {step} output {i}")
-            for i, f in enumerate(_result_files(ctx, prev))]
+            for i, f in enumerate(result_files(ctx, prev))]
 
 
-def _add_map_phase(ctx: _Ctx, step: int, splits: list[tuple[str, str]]) -> None:
+def _add_map_phase(ctx: Ctx, step: int, splits: list[tuple[str, str]]) -> None:
     desc = ctx.mr["steps"][step]
     parts = ctx.mr["reducers"] if desc["reducer"] else 1
     payloads = [_payload(path, "map", step, i, parts, ctx, source, text=step == 0)
                 for i, (path, source) in enumerate(splits)]
-    _add_phase(ctx, step, "map", payloads)
+    add_phase(ctx, step, "map", payloads)
     ctx.say(f"step {step + 1}/{len(ctx.mr['steps'])} map: {len(payloads)} tasks")
 
 
-def _payload(path: str, phase: str, step: int, task: int, parts: int, ctx: _Ctx, source: str,
+def _payload(path: str, phase: str, step: int, task: int, parts: int, ctx: Ctx, source: str,
              text: bool = False) -> str:
     mr = {"phase": phase, "step": step, "task": task, "parts": parts, "text": text,
           "memory": ctx.mr["sort_memory"], "source": source}
@@ -243,20 +225,13 @@ def _payload(path: str, phase: str, step: int, task: int, parts: int, ctx: _Ctx,
 
 # ------------------------------------------------------------------ shuffle, output
 
-def _result_files(ctx: _Ctx, phase: dict[str, Any]) -> list[str]:
-    rows = ctx.journal.db.execute(
-        "SELECT result_file FROM jobs WHERE id BETWEEN ? AND ? ORDER BY id",
-        (phase["first"], phase["last"])).fetchall()
-    return [r[0] for r in rows]
-
-
-def _shuffle(ctx: _Ctx, step: int) -> None:
+def _shuffle(ctx: Ctx, step: int) -> None:
     """Build reduce task r's input from run r of every map task, then add the phase."""
-    maps = _phase(ctx, step, "map")
+    maps = phase_of(ctx, step, "map")
     assert maps is not None
     ctx.save(current={"step": step, "phase": "shuffle"})
     ctx.journal.flush()
-    files = [os.path.join(ctx.run_dir, f) for f in _result_files(ctx, maps)]
+    files = [os.path.join(ctx.run_dir, f) for f in result_files(ctx, maps)]
     trailers = [read_trailer(f) for f in files]
     dest = os.path.join(ctx.run_dir, "mr", f"s{step}")
     os.makedirs(dest, exist_ok=True)
@@ -271,17 +246,17 @@ def _shuffle(ctx: _Ctx, step: int) -> None:
     ctx.save(shuffle_bytes=ctx.mr["shuffle_bytes"] + moved)
     ctx.say(f"step {step + 1}/{len(ctx.mr['steps'])} shuffle: {moved / MiB:.1f} MiB to"
             f" {len(payloads)} reducers")
-    _add_phase(ctx, step, "reduce", payloads)
+    add_phase(ctx, step, "reduce", payloads)
 
 
-def _write_output(ctx: _Ctx) -> str:
+def _write_output(ctx: Ctx) -> str:
     steps = ctx.mr["steps"]
-    last = _phase(ctx, len(steps) - 1, "reduce" if steps[-1]["reducer"] else "map")
+    last = phase_of(ctx, len(steps) - 1, "reduce" if steps[-1]["reducer"] else "map")
     assert last is not None
     out_dir = ctx.mr["output"]
     ctx.save(current={"step": len(steps) - 1, "phase": "output"})
     os.makedirs(out_dir, exist_ok=True)
-    files = _result_files(ctx, last)
+    files = result_files(ctx, last)
     copy = copy_lines if ctx.mr.get("output_lines") else copy_data
     for i, f in enumerate(files):
         copy(os.path.join(ctx.run_dir, f), os.path.join(out_dir, f"part-{i:05d}"))
@@ -291,35 +266,16 @@ def _write_output(ctx: _Ctx) -> str:
     return f"output: {len(files)} parts in {out_dir}"
 
 
-def _remove_intermediate(ctx: _Ctx) -> None:
+def _remove_intermediate(ctx: Ctx) -> None:
     """Once the run is recorded done: the input chunks, shuffle files and task outputs."""
     remove_quietly(os.path.join(ctx.run_dir, "mr"))
     for f in _task_results(ctx):
         remove_quietly(os.path.join(ctx.run_dir, f))
 
 
-def _task_results(ctx: _Ctx) -> list[str]:
+def _task_results(ctx: Ctx) -> list[str]:
     return [r[0] for r in ctx.journal.db.execute(
         "SELECT result_file FROM jobs WHERE result_file IS NOT NULL")]
-
-
-def _sum_counters(ctx: _Ctx) -> None:
-    """Counters of every committed task (a failed or discarded attempt counts nothing)."""
-    totals: dict[str, dict[str, int]] = {}
-    for phase in ctx.mr["phases"]:
-        for f in _result_files(ctx, phase):
-            path = os.path.join(ctx.run_dir, f) if f else None
-            if not path or not os.path.exists(path):
-                continue
-            trailer = read_trailer(path)
-            counters = dict(trailer.get("counters") or {})
-            out = f"{phase['phase']} output records"
-            counters["sshmr"] = dict(counters.get("sshmr") or {}, **{out: trailer["records"]})
-            for group, names in counters.items():
-                bucket = totals.setdefault(group, {})
-                for name, n in names.items():
-                    bucket[name] = bucket.get(name, 0) + n
-    ctx.save(counters=totals)
 
 
 def _fleet_slots(inv: Inventory | None, config: RunConfig) -> int:
@@ -329,11 +285,6 @@ def _fleet_slots(inv: Inventory | None, config: RunConfig) -> int:
     if inv is None:
         return os.cpu_count() or 1
     return sum(h.slots if isinstance(h.slots, int) else 4 for h in inv.hosts)
-
-
-def _last_line(error: str | None) -> str:
-    lines = (error or "").strip().splitlines()
-    return lines[-1] if lines else "no error recorded"
 
 
 def check_sizes(reducers: int | None, sort_memory: int | None) -> None:

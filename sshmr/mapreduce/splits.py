@@ -19,6 +19,7 @@ import sys
 
 from ..errors import InputError
 from ..partition import BytesPartitioner, FilesPartitioner, InputFile, Partitioner, parse_split
+from ..remote.mrfiles import copy_range
 
 MiB = 1 << 20
 MAX_SPLIT = 64 * MiB
@@ -95,12 +96,17 @@ def _cut(path: str, size: int, chunks: str, index: int) -> list[tuple[str, str]]
     with open(path, "rb") as f:
         offset = 0
         while offset < total:
-            data = f.read(size)
-            if data[-1:] != b"\n":
-                data += f.readline()
+            end = min(total, offset + size)
+            f.seek(end - 1)
+            f.readline()  # to the end of the line the chunk's last byte is in
+            end = f.tell()
             dest = os.path.join(chunks, f"{index:04d}-{len(out):06d}-{os.path.basename(path)}")
             with open(dest, "wb") as c:
-                c.write(data)
-            out.append((dest, f"{path} bytes {offset}-{offset + len(data)}"))
-            offset += len(data)
+                try:
+                    copy_range(path, c, offset, end - offset)
+                except ValueError:
+                    raise InputError(f"input {path} shrank while it was split; run again once"
+                                     " nothing writes to it") from None
+            out.append((dest, f"{path} bytes {offset}-{end}"))
+            offset = end
     return out

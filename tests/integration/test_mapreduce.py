@@ -69,6 +69,22 @@ def test_ssh_wordcount_is_exact_and_byte_identical_to_local(cluster, tmp_path, r
     assert output_bytes(tmp_path / "ssh") == output_bytes(tmp_path / "local")
     names = {h.name for h in sshmr.load_inventory(str(inv)).hosts}
     assert {j.host for j in remote.jobs} <= names  # the tasks really ran on the sshd hosts
+    _assert_each_host_started_once(remote.run_dir)
+
+
+def _assert_each_host_started_once(run_dir: str) -> None:
+    """The phases ran on the same host sessions: a host's agent came up once, and again
+    only after it was lost."""
+    j = Journal(run_dir, readonly=True)
+    try:
+        rows = j.db.execute("SELECT host, kind FROM events WHERE kind IN"
+                            " ('host_up', 'host_down', 'host_failed')").fetchall()
+        assert len(j.meta()["mapreduce"]["phases"]) >= 2
+    finally:
+        j.close()
+    ups = {h: sum(1 for host, k in rows if host == h and k == "host_up") for h, _ in rows}
+    assert ups and all(n == 1 + sum(1 for host, k in rows if host == h and k != "host_up")
+                       for h, n in ups.items()), rows
 
 
 def test_three_steps_and_a_map_only_last_step(tmp_path):
@@ -89,6 +105,7 @@ def test_three_steps_and_a_map_only_last_step(tmp_path):
         j.close()
     assert [(p["step"], p["phase"]) for p in mr["phases"]] == [
         (0, "map"), (0, "reduce"), (1, "map"), (1, "reduce"), (2, "map")]
+    _assert_each_host_started_once(result.run_dir)
 
 
 def test_init_and_final_hooks(tmp_path):

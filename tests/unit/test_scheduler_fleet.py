@@ -14,8 +14,10 @@ from sshmr.engine.scheduler import (
     AttemptSucceeded,
     ConnectHost,
     DrainHost,
+    Finished,
     HostDown,
     HostUp,
+    JobsAdded,
     Kill,
     Launch,
     RetireSlot,
@@ -239,3 +241,28 @@ def test_a_small_drift_is_not_journaled_every_time() -> None:
     sim.up("a", 1)
     _run_jobs(sim, [10.0] * 5 + [10.1, 10.2, 10.1, 10.0] * 5)
     assert len(of(sim.log, TimeoutChanged)) == 1
+
+
+def test_a_new_phase_reopens_the_finished_run_on_the_same_slots_and_forgets_runtimes() -> None:
+    """MapReduce: the reduce phase is added once the map phase finished; it runs on the
+    slots already up (no new HostUp), under the ceiling again (map runtimes say nothing of
+    reduce tasks), and the run finishes a second time when it is done."""
+    sim = Sim(("a",), adaptive=(3.0, 1.0, 100.0), max_retries=1)
+    sim.up("a", 1)
+    launch, t = one(sim.add(1, 2, 3, 4, 5), Launch), 0.0  # the map phase: five 1 s tasks
+    while launch is not None:
+        assert of(sim.log, Finished) == []
+        sim.handle(AttemptStarted(launch.attempt_id), now=t)
+        t += 1.0
+        launch = next(iter(of(sim.handle(AttemptSucceeded(launch.attempt_id), now=t), Launch)),
+                      None)
+    assert one(sim.log, Finished) == Finished("done", "")
+    assert sim.sched.current_timeout() == pytest.approx(3.0)
+    out = sim.handle(JobsAdded((6, 7), new_phase=True))
+    assert of(out, TimeoutChanged) == [TimeoutChanged(100.0, None)]
+    first = one(out, Launch)
+    assert (first.job_id, first.slot, first.timeout) == (6, ("a", 0), pytest.approx(100.0))
+    second = one(sim.ok(first), Launch)
+    assert of(sim.log, Finished) == [Finished("done", "")], "finished before the phase ended"
+    assert sim.ok(second)[-1] == Finished("done", "")
+    assert len(of(sim.log, Finished)) == 2

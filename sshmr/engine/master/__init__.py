@@ -49,6 +49,8 @@ class Master(Inbound, Actions, Commands):
             while self.finished is None:
                 self._process(self._drain())
                 self._timers(time.monotonic())
+                if self._phase_end is not None:
+                    self._next_phase()
             self._looping = False
         except KeyboardInterrupt:  # a forced stop (second Ctrl-C): the caller cancels the jobs
             self._looping = False
@@ -67,6 +69,35 @@ class Master(Inbound, Actions, Commands):
             self._shutdown()
             self._restore_signals(old)
         return self.finished
+
+    def _next_phase(self) -> None:
+        """Every job of a phase ended: commit, ask for the next phase's jobs (the caller may
+        take long, e.g. a shuffle: a thread keeps the hosts' heartbeats going meanwhile) and
+        go on with them on the same hosts, or finish."""
+        ended, self._phase_end = self._phase_end, None
+        self._flush()
+        stop = threading.Event()
+        beat = threading.Thread(target=self._keep_alive, args=(stop,), daemon=True)
+        beat.start()
+        try:
+            jobs = self.next_phase()
+        finally:
+            stop.set()
+            beat.join()
+        if not jobs:
+            self.finished = ended
+            return
+        now = time.monotonic()
+        for session in self.sessions.values():  # not heard while we were not listening
+            session.last_heard = max(session.last_heard, now)
+        self._apply(self.sched.handle(now, s.JobsAdded(tuple(jobs), new_phase=True)))
+
+    def _keep_alive(self, stop: threading.Event) -> None:
+        hb = protocol.encode({"t": "hb"})
+        while not stop.wait(self.cfg.heartbeat / 2):
+            for session in list(self.sessions.values()):
+                if session.alive:
+                    session.send(hb)
 
     def _abandon_attempts(self) -> None:
         """End every attempt still open in the journal (cancelled): their workers are killed

@@ -159,4 +159,7 @@ class Actions(MasterState):
         self.journal.event("timeout", f"{a.seconds:.3f}s{median}")
 
     def _do_Finished(self, a: s.Finished) -> None:
-        self.finished = a
+        if a.state == "done" and self.next_phase is not None:
+            self._phase_end = a  # the loop asks for the next phase (not inside ``_apply``)
+        else:
+            self.finished = a

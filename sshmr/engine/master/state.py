@@ -44,7 +44,8 @@ class MasterState:
                  result_key: bytes | None = None,
                  new_session: Callable[[Any], HostSession] | None = None,
                  inventory_path: str | None = None,
-                 host_pattern: str | None = None) -> None:
+                 host_pattern: str | None = None,
+                 next_phase: Callable[[], list[int] | None] | None = None) -> None:
         self.run_dir = run_dir
         self.result_key = result_key  # function runs: pickled results must carry its HMAC
         self.journal = journal
@@ -66,6 +67,10 @@ class MasterState:
         self.late_until: dict[str, float] = {}  # host -> when no more late result can come
         self._host_said: dict[str, str] = {}  # the host state last told to ``progress``
         self.finished: s.Finished | None = None
+        # Called when the scheduler finished every job (MapReduce): the next phase's job
+        # ids, added to the journal (the run goes on with the same host sessions), or None.
+        self.next_phase = next_phase
+        self._phase_end: s.Finished | None = None  # a phase finished: run ``next_phase``
         self.new_session = new_session  # a session for a host that joins (see ``commands``)
         self.inventory_path = inventory_path  # --watch-inventory re-reads it
         self.host_pattern = host_pattern  # ... and selects the run's --hosts from it

@@ -19,6 +19,10 @@ dequeued) was no launch: the job goes back to the queue without using a retry. O
 with its slot or host without such a report counts as a launch, as it may have started
 (its "started" may have been on the wire). ``max_retries`` 0 runs use no prefetch.
 
+Phases (MapReduce): ``JobsAdded(..., new_phase=True)`` after ``Finished`` reopens the run
+with the next phase's jobs; hosts, slots, quarantines and retry counts carry over, the
+runtimes measured so far do not.
+
 A slot is ``(host, index)``. A host's slots come and go with ``SlotUp``/``SlotDown``; the
 master reconnects lost hosts when told to with ``ReconnectHost``.
 
@@ -71,6 +75,9 @@ class Scheduler(Fleet, LateAndSpeculative, Failures):
 
     def _on_JobsAdded(self, now: float, ev: JobsAdded, out: list) -> None:
         self._started = True
+        if ev.new_phase and ev.job_ids:
+            self._finished = False
+            self._forget_runtimes(out)
         for job_id in ev.job_ids:
             self._jobs[job_id] = _Job()
             self._open += 1

@@ -18,6 +18,10 @@ Slot = tuple[str, int]
 @dataclass(slots=True, frozen=True)
 class JobsAdded:
     job_ids: tuple[int, ...]
+    # The first jobs of a new phase (MapReduce: reduce after map), added once the run
+    # finished the last one: the run goes on, and the runtimes measured so far (adaptive
+    # timeout, prefetch, speculation) are forgotten, as the new jobs are of another kind.
+    new_phase: bool = False
 
 
 @dataclass(slots=True, frozen=True)

@@ -38,6 +38,18 @@ class Timeouts(SchedulerState):
             return None
         return statistics.median(self._durations)
 
+    def _forget_runtimes(self, out: list) -> None:
+        """A new phase: its jobs are of another kind, so the runtimes measured so far say
+        nothing of them; the adaptive timeout goes back to its ceiling (reported)."""
+        self._durations.clear()
+        self._typical = None
+        if self.adaptive is not None:
+            self._adaptive_now = None
+            ceiling = self.adaptive[2]
+            if self._adaptive_reported != ceiling:
+                self._adaptive_reported = ceiling
+                out.append(TimeoutChanged(ceiling, None))
+
     def _adapt(self, out: list) -> None:
         """After a success: recompute the adaptive timeout; report a real change."""
         if self.adaptive is None:
