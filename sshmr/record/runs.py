@@ -14,7 +14,8 @@ import re
 import secrets
 import time
 
-from ..errors import RunLocked, RunNotFound
+from ..errors import ConfigError, RunLocked, RunNotFound
+from ..remote.protocol import IMPORTING_ENV
 from .journal import Journal
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -30,6 +31,13 @@ def new_run_id(now: float | None = None) -> str:
 
 
 def create_run_dir(runs_dir: str) -> tuple[str, str]:
+    """A new run's id and directory (every new run starts here)."""
+    module = os.environ.get(IMPORTING_ENV)
+    if module:
+        raise ConfigError(f"a run was started while a host agent imported the job's module"
+                          f" {module}: it would start itself again on every host, for ever;"
+                          f" put the code that starts the run under"
+                          f" 'if __name__ == \"__main__\":'")
     os.makedirs(runs_dir, exist_ok=True)
     while True:
         run_id = new_run_id()

@@ -81,6 +81,9 @@ def attempt_dir(run_dir: str, attempt_id: int) -> str:
 
 
 ATTEMPT_ENV = "SSHMR_ATTEMPT_DIR"  # a running job's attempt directory (its scratch space)
+# Set while an agent imports the job's module: a module that starts a run when imported
+# (no ``if __name__ == "__main__":``) would start itself again in every agent, for ever.
+IMPORTING_ENV = "SSHMR_IMPORTING_JOB_MODULE"
 
 
 def output_path(run_dir: str, slot: int, stream: str) -> str:

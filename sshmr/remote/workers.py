@@ -15,7 +15,7 @@ import signal
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import procs
+from . import procs, protocol
 from .worker import ALARM_MARGIN, Worker
 
 
@@ -43,7 +43,11 @@ class WorkerSlot:
 def load_executor(target: Dict[str, Any]) -> Any:
     """The user's executor: its class imported from the bundle, its state unpickled."""
     sys.path.insert(0, target["path"])
-    obj: Any = importlib.import_module(target["module"])
+    os.environ[protocol.IMPORTING_ENV] = target["module"]  # no run may start from it
+    try:
+        obj: Any = importlib.import_module(target["module"])
+    finally:
+        os.environ.pop(protocol.IMPORTING_ENV, None)
     for part in target["class"].split("."):
         obj = getattr(obj, part)
     if not target.get("state"):

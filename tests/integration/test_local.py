@@ -204,3 +204,41 @@ def test_each_attempt_shows_only_its_own_output(tmp_path):
                    (4, "FAILED", "timeout", "slow", ""),
                    (5, "SUCCEEDED", None, "", ""),
                    (6, "SUCCEEDED", None, "", "last-err")]
+
+
+SELF_STARTING = '''
+import os, sys, tempfile
+import sshmr
+
+class Echo(sshmr.JobExecutor):
+    def execute(self, payload):
+        return payload
+
+# No `if __name__ == "__main__":` guard: every agent that imports this module for Echo
+# starts the run again. The depth bound keeps a broken guard from forking for ever.
+depth = int(os.environ.get("SELF_STARTING_DEPTH", "0"))
+if depth >= 2:
+    raise SystemExit("nested twice: the guard did not stop the first nested run")
+os.environ["SELF_STARTING_DEPTH"] = str(depth + 1)  # what the run's agents inherit
+try:
+    result = sshmr.run(Echo(), [1, 2], runs_dir=sys.argv[1] if len(sys.argv) > 1 else
+                       tempfile.mkdtemp())
+finally:
+    os.environ["SELF_STARTING_DEPTH"] = str(depth)
+print("OK" if result.ok else "FAILED", result.message)
+'''
+
+
+def test_a_module_that_starts_a_run_when_imported_fails_once_with_the_fix(tmp_path):
+    """The agent imports the job's module: one that starts a run at import (no main guard)
+    would start itself again in every agent. The nested run is refused, naming the fix."""
+    script = tmp_path / "selfstart.py"
+    script.write_text(SELF_STARTING)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "runs")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("FAILED"), proc.stdout
+    assert "while a host agent imported the job's module selfstart" in proc.stdout
+    assert "if __name__ == \"__main__\":" in proc.stdout
+    runs = [n for n in os.listdir(tmp_path / "runs") if not n.startswith(".")]
+    assert len(runs) == 1, runs  # the nested run never began
