@@ -128,13 +128,25 @@ class SortBuffer:
                     for i in range(0, len(rows), WRITE_BATCH):
                         out.write(("\n".join(map("\t".join, rows[i:i + WRITE_BATCH])) + "\n")
                                   .encode("utf-8"))
-                else:
+                else:  # lines gathered across keys, written WRITE_BATCH at a time
+                    lines: List[str] = []
                     for key_json, values in rows:
                         self.records_out += len(values)
                         head = key_json + "\t"
-                        for i in range(0, len(values), WRITE_BATCH):
-                            out.write("".join([head + v + "\n" for v in _encode_values(
-                                key_json, values[i:i + WRITE_BATCH])]).encode("utf-8"))
+                        if len(values) == 1 and values[0].__class__ is int:
+                            lines.append(head + int.__repr__(values[0]))
+                        else:
+                            for i in range(0, len(values), WRITE_BATCH):
+                                lines += [head + v for v in _encode_values(
+                                    key_json, values[i:i + WRITE_BATCH])]
+                                if len(lines) >= WRITE_BATCH:
+                                    out.write(("\n".join(lines) + "\n").encode("utf-8"))
+                                    lines = []
+                        if len(lines) >= WRITE_BATCH:
+                            out.write(("\n".join(lines) + "\n").encode("utf-8"))
+                            lines = []
+                    if lines:
+                        out.write(("\n".join(lines) + "\n").encode("utf-8"))
                 parts.append([start, out.tell() - start])
             write_trailer(out, dict(info, parts=parts, records=self.records_out))
         os.replace(tmp, path)
