@@ -140,16 +140,20 @@ class SortBuffer:
                                 lines += [head + v for v in _encode_values(
                                     key_json, values[i:i + WRITE_BATCH])]
                                 if len(lines) >= WRITE_BATCH:
-                                    out.write(("\n".join(lines) + "\n").encode("utf-8"))
-                                    lines = []
+                                    _write_lines(out, lines)
                         if len(lines) >= WRITE_BATCH:
-                            out.write(("\n".join(lines) + "\n").encode("utf-8"))
-                            lines = []
-                    if lines:
-                        out.write(("\n".join(lines) + "\n").encode("utf-8"))
+                            _write_lines(out, lines)
+                    _write_lines(out, lines)
                 parts.append([start, out.tell() - start])
             write_trailer(out, dict(info, parts=parts, records=self.records_out))
         os.replace(tmp, path)
+
+
+def _write_lines(out: BinaryIO, lines: List[str]) -> None:
+    """Write ``lines`` (each without its newline) and empty the list."""
+    if lines:
+        out.write(("\n".join(lines) + "\n").encode("utf-8"))
+        lines.clear()
 
 
 def _first(row: Tuple[str, Any]) -> str:
