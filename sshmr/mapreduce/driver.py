@@ -148,47 +148,53 @@ def _run_phases(ctx: Ctx) -> tuple[str, str]:
     """Run every phase left, in one engine run: the hosts' agents and workers start once
     and are kept from phase to phase (a phase is added when the one before it ended).
     ("done", "") when every task of every phase succeeded."""
-    order = _phase_order(ctx)
-    current: dict[str, Any] = {}
-    outcome = ["done", ""]
-
-    def open_jobs() -> list[tuple[int, int]] | None:
-        """(id, launches) of the next phase's unfinished tasks; None: no phase is left, or
-        the last one failed (``outcome`` says)."""
-        while True:
-            if current:
-                failure = phase_failure(ctx, current["phase"])
-                if failure is not None:
-                    outcome[:] = failure
-                    return None
-            phase = next(order, None)
-            if phase is None:
-                return None
-            current["phase"] = phase
-            rows = open_tasks(ctx, phase)
-            if rows:
-                return rows
-
-    rows = open_jobs()
+    phases = _Phases(ctx)
+    rows = phases.next_tasks()
     if rows is None:
-        return outcome[0], outcome[1]
+        return phases.outcome
     hosts = [h.name for h in ctx.inv.hosts] if ctx.inv else ["local"]
     sched = launch.make_scheduler(ctx.config, hosts,
                                   first_attempt_id=ctx.journal.max_attempt_id() + 1)
     for job_id, launches in rows:
         sched.restore_job(job_id, JobState.PENDING, launches)
-    ctx.journal.flush()
-
-    def next_phase() -> list[int] | None:
-        more = open_jobs()
-        return [job_id for job_id, _ in more] if more else None
-
     finished = launch.execute(ctx.journal, ctx.run_dir, ctx.run_id, ctx.runs_dir, ctx.inv,
                               ctx.config, ctx.bundle, sched, [s.JobsAdded(())], ctx.progress,
-                              record_state=False, next_phase=next_phase)
+                              record_state=False, next_phase=phases.next_job_ids)
     if finished.state != "done":
         return finished.state, finished.message
-    return outcome[0], outcome[1]
+    return phases.outcome
+
+
+class _Phases:
+    """Walks the run's phases: each one's unfinished tasks in turn, stopping at the first
+    phase that failed (``outcome`` says how the walk ended)."""
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        self.order = _phase_order(ctx)
+        self.current: dict[str, Any] | None = None
+        self.outcome = ("done", "")
+
+    def next_tasks(self) -> list[tuple[int, int]] | None:
+        """(id, launches) of the next phase's unfinished tasks; None: no phase is left, or
+        the one that just ran failed."""
+        while True:
+            if self.current is not None:
+                failure = phase_failure(self.ctx, self.current)
+                if failure is not None:
+                    self.outcome = failure
+                    return None
+            self.current = next(self.order, None)
+            if self.current is None:
+                return None
+            rows = open_tasks(self.ctx, self.current)
+            if rows:
+                return rows
+
+    def next_job_ids(self) -> list[int] | None:
+        """The engine's ``next_phase``: the next phase's job ids, or None."""
+        rows = self.next_tasks()
+        return [job_id for job_id, _ in rows] if rows else None
 
 
 def _checked(phase: dict[str, Any] | None) -> dict[str, Any]:
