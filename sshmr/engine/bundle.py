@@ -31,7 +31,34 @@ ENTRY_SOURCE = b'''"""sshmr host agent entry point (generated)."""
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+
+def compile_once():
+    """Where Python will not write bytecode (PYTHONDONTWRITEBYTECODE), compile this bundle,
+    and only it, once: every later agent and worker loads it instead of compiling again."""
+    tag = sys.implementation.cache_tag
+    marker = os.path.join(HERE, ".compiled-%s" % tag)
+    if tag is None or os.path.exists(marker):
+        return
+    import py_compile
+    for top in ("sshmr", "user"):
+        for root, _, names in os.walk(os.path.join(HERE, top)):
+            for name in names:
+                if name.endswith(".py"):
+                    try:
+                        py_compile.compile(os.path.join(root, name), doraise=True)
+                    except Exception:  # a syntax error is reported by the import, as ever
+                        pass
+    try:
+        open(marker, "x").close()
+    except OSError:
+        pass
+
+
+if sys.dont_write_bytecode:
+    compile_once()
 from sshmr.remote.agent import main  # noqa: E402
 
 sys.exit(main())
