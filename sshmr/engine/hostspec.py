@@ -15,8 +15,6 @@ import fnmatch
 import re
 from typing import Any
 
-import yaml
-
 from ..errors import ConfigError, InventoryError
 from ..inventory import Host, Inventory, load_inventory, parse_inventory
 from .config import RunConfig
@@ -45,6 +43,8 @@ def resolve(spec: str, inventory: str | None) -> tuple[list[Host], str]:
         entry["port"] = int(m.group("port"))
     doc = _raw(inv)
     doc["hosts"] = [entry]
+    import yaml  # here only: a run without hosts to add never loads PyYAML
+
     try:
         one = parse_inventory(yaml.safe_dump(doc), inv.path if inv else "<hosts add>")
     except InventoryError as exc:
@@ -57,6 +57,8 @@ def _raw(inv: Inventory | None) -> dict[str, Any]:
         return {}
     if inv.kind != "sshmr":  # an Ansible inventory: its defaults are per group, not here
         return {"known_hosts": inv.known_hosts, "ssh_config": inv.ssh_config}
+    import yaml
+
     with open(inv.path, encoding="utf-8") as f:
         doc = yaml.safe_load(f) or {}
     return {k: v for k, v in doc.items() if k != "hosts"} if isinstance(doc, dict) else {}

@@ -1,13 +1,16 @@
 """YAML that remembers where things are: mappings and lists that know the line of
 themselves, their keys, values and items, so every inventory error can say ``file:line``.
-Merge keys (``<<: *anchor``) are applied; duplicate keys and recursive aliases are errors."""
+Merge keys (``<<: *anchor``) are applied; duplicate keys and recursive aliases are errors.
+PyYAML is imported when a document is read (a run without an inventory file never pays
+for it)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 Fail = Callable[[Optional[int], str, str], Exception]  # (line, field, message) -> the error
 
@@ -32,6 +35,8 @@ def type_name(value: Any) -> str:
 
 def load_yaml(text: str, fail: Fail) -> Any:
     """``text``'s YAML document as ``LineMap``/``LineList``/scalars; errors via ``fail``."""
+    import yaml
+
     try:
         loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
@@ -50,6 +55,8 @@ def load_yaml(text: str, fail: Fail) -> Any:
 
 
 def _build(node: yaml.Node, loader: yaml.SafeLoader, active: set[int], fail: Fail) -> Any:
+    import yaml
+
     line = node.start_mark.line + 1
     if isinstance(node, yaml.ScalarNode):
         return loader.construct_object(node, deep=True)

@@ -17,6 +17,7 @@ like any result. Counters ride in the segment trailer.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import heapq
 import json
@@ -40,6 +41,7 @@ from .sortmerge import (
 )
 
 GZIP_MAGIC = b"\x1f\x8b"
+GC_THRESHOLD = 10_000  # allocations between young collections during a task (default 700)
 
 
 class TaskError(Exception):
@@ -60,6 +62,10 @@ def run_task(job: Any, payload: Dict[str, Any]) -> ResultFile:
                                            mr.get("source", "?"))
     task = _MapTask if mr["phase"] == "map" else _ReduceTask
     runner = task(job, step, mr, scratch)
+    # A task makes a container per key (and a tuple per pair): with the default threshold
+    # the collector walks the growing buffer again and again for cycles it rarely finds.
+    threshold = gc.get_threshold()
+    gc.set_threshold(max(threshold[0], GC_THRESHOLD), *threshold[1:])
     try:
         runner.run(payload["file"], out)
     except TaskError:
@@ -67,6 +73,8 @@ def run_task(job: Any, payload: Dict[str, Any]) -> ResultFile:
     except Exception as exc:  # noqa: BLE001 - named, with the original chained
         raise TaskError("%s%s: %s: %s" % (where, runner.position(), type(exc).__name__,
                                           exc)) from exc
+    finally:
+        gc.set_threshold(*threshold)
     return ResultFile(out)
 
 
