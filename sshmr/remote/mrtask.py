@@ -32,8 +32,11 @@ from .sortmerge import (
     KEY_COST,
     MERGE_FAN_IN,
     VALUE_COST,
+    WRITE_BATCH,
     SortBuffer,
+    SortedRun,
     encode_json,
+    encode_values,
     grouped,
     load_groups,
     merge_runs,
@@ -86,6 +89,7 @@ class _Task:
         self.scratch = scratch
         self.counts: Dict[str, int] = {}
         self.read = 0
+        self.stream: Optional[SortedRun] = None  # rows written in key order, unbuffered
         parts = int(mr["parts"])
         if getattr(type(job).partition, "crc32_of_key", False):  # not overridden
             def partition(key_json: str) -> int:
@@ -123,7 +127,10 @@ class _Task:
         self.counts["%s input records" % self.mr["phase"]] = self.read
         for name, n in self.counts.items():
             builtin[name] = builtin.get(name, 0) + n
-        self.buffer.finish(out, {"counters": counters})
+        if self.stream is not None:
+            self.buffer.finish_after(self.stream, out, {"counters": counters})
+        else:
+            self.buffer.finish(out, {"counters": counters})
 
 
 class _MapTask(_Task):
@@ -249,15 +256,31 @@ class _ReduceTask(_Task):
                 (kb, table.pop(kb)) for kb in sorted(table))
         else:  # streamed: a k-way merge, a key's values never held together
             pairs = grouped(self._merged(runs))
+        # Rows of the key being reduced go straight to a sorted run while they come (no
+        # buffer, no sort); from the first other key on, everything goes to the buffer.
+        if buf.parts == 1 and init is None:
+            self.stream = SortedRun(os.path.join(self.scratch, "reduced"))
+        stream = self.stream
         for kb, values in pairs:
             self.key = kb
             groups += 1
-            key = kb[1:-1].decode("utf-8") if kb[:1] == b'"' and b"\\" not in kb else loads(kb)
+            simple = kb[:1] == b'"' and b"\\" not in kb
+            key = kb[1:-1].decode("utf-8") if simple else loads(kb)
             if loaded is not None:
                 decoded = iter([int(v) if v.isdigit() else loads(v) for v in values])
             else:
                 decoded = (int(v) if v.isdigit() else loads(v) for v in values)
+            kbs = kb.decode("utf-8") if stream is not None else ""
             for k, v in reducer(key, decoded) or ():
+                if stream is not None:
+                    kj = kbs if k is key and simple else key_json(k)
+                    if kj == kbs:
+                        stream.lines.append(kj + "\t" + (int.__repr__(v) if v.__class__ is int
+                                                         else encode_values(kj, [v])[0]))
+                        if len(stream.lines) >= WRITE_BATCH:
+                            stream.flush()
+                        continue
+                    stream = None  # the rest is buffered (and sorted) after it
                 buf.add(key_json(k), v)
         self.key = None
         if final is not None:

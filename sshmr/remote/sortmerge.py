@@ -5,8 +5,10 @@ to disk, merge them back (standard library only; shipped to hosts).
 function of that encoding. When its estimate of the memory it holds passes the bound, it
 writes every partition's records, sorted by key (values in arrival order, optionally
 through a combiner) to a spill file in the segment format of ``sshmr.remote.mrfiles``. ``finish``
-merges the spills into one segment file with one segment per partition. ``merge_runs``
-is the k-way merge the reducer uses, in several passes when there are many runs.
+merges the spills into one segment file with one segment per partition. ``SortedRun``
+takes rows that come in key order already (a reducer's rows for its own key) straight to
+a file; ``finish_after`` puts them first. ``merge_runs`` is the k-way merge the reducer
+uses, in several passes when there are many runs.
 """
 
 from __future__ import annotations
@@ -90,6 +92,17 @@ class SortBuffer:
             os.unlink(path)
         self.spills = []
 
+    def finish_after(self, run: SortedRun, dest: str, info: Dict[str, Any]) -> None:
+        """``finish``, with ``run``'s records first: they came before any added here."""
+        if not self.groups and not self.spills:
+            run.close(info)
+            os.replace(run.path, dest)
+            return
+        run.close({})
+        self.spills.insert(0, run.path)  # the merge keeps run order for equal keys
+        self.records_out += run.records
+        self.finish(dest, info)
+
     def _write(self, path: str, info: Dict[str, Any]) -> None:
         """Each partition's records sorted by key, a key's values in arrival order: with a
         combiner one (key, value JSON) row per record it yields; without, one (key, values)
@@ -107,7 +120,7 @@ class SortBuffer:
                 v = values[0]
                 by_part[0 if one else partition(key_json)].append(
                     (key_json, int.__repr__(v) if v.__class__ is int
-                     else _encode_values(key_json, values)[0]))
+                     else encode_values(key_json, values)[0]))
             else:
                 for k2, v2 in combine(key_json, values):
                     p = 0 if one else partition(k2)
@@ -137,7 +150,7 @@ class SortBuffer:
                             lines.append(head + int.__repr__(values[0]))
                         else:
                             for i in range(0, len(values), WRITE_BATCH):
-                                lines += [head + v for v in _encode_values(
+                                lines += [head + v for v in encode_values(
                                     key_json, values[i:i + WRITE_BATCH])]
                                 if len(lines) >= WRITE_BATCH:
                                     _write_lines(out, lines)
@@ -147,6 +160,28 @@ class SortBuffer:
                 parts.append([start, out.tell() - start])
             write_trailer(out, dict(info, parts=parts, records=self.records_out))
         os.replace(tmp, path)
+
+
+class SortedRun:
+    """Records written straight to a one-part run file, for rows that come in key order
+    already (a reducer yielding the key it was given): no buffer, no sort. Callers append
+    ``key TAB value`` lines to ``lines`` and call ``flush`` once it holds ``WRITE_BATCH``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.file = open(path, "wb", buffering=1 << 20)
+        self.lines: List[str] = []
+        self.records = 0
+
+    def flush(self) -> None:
+        self.records += len(self.lines)
+        _write_lines(self.file, self.lines)
+
+    def close(self, info: Dict[str, Any]) -> None:
+        self.flush()
+        size = self.file.tell()
+        write_trailer(self.file, dict(info, parts=[[0, size]], records=self.records))
+        self.file.close()
 
 
 def _write_lines(out: BinaryIO, lines: List[str]) -> None:
@@ -160,7 +195,7 @@ def _first(row: Tuple[str, Any]) -> str:
     return row[0]
 
 
-def _encode_values(key_json: str, values: List[Any]) -> List[str]:
+def encode_values(key_json: str, values: List[Any]) -> List[str]:
     try:
         return [int.__repr__(v) if v.__class__ is int else encode_json(v) for v in values]
     except (TypeError, ValueError) as exc:

@@ -131,3 +131,50 @@ def test_a_map_task_reading_text_counts_and_names_records(tmp_path):
     text.write_text("a\nb\nboom\nc\n")
     with pytest.raises(TaskError, match="record 3: ValueError: no"):
         _task(Fails(), tmp_path, "m", "map", str(text), 1 << 20)
+
+
+class Relabels(MapReduce):
+    """A reducer that yields other keys too: a later one, then an earlier one."""
+
+    def mapper(self, key, line):
+        for word in line.split():
+            yield word, 1
+
+    def reducer(self, key, values):
+        n = sum(values)
+        if key == "m":
+            yield "b", "from m"  # a key already written
+        yield key, n
+        if key == "c":
+            yield "z", "from c"  # a key still to come
+
+
+class RelabelsWithInit(Relabels):
+    def reducer_init(self):
+        yield "c", "init"
+
+
+@pytest.mark.parametrize("job", [Relabels, RelabelsWithInit])
+@pytest.mark.parametrize("memory", [64 << 20, 1000])
+def test_a_reducer_yielding_other_keys_writes_them_sorted_in_arrival_order(tmp_path, job,
+                                                                           memory):
+    """Rows of the key being reduced are written as they come; once another key comes, the
+    rest is buffered and merged after them: the output is sorted by key and, within a key,
+    in the order the rows were yielded (a reducer_init's rows first)."""
+    text = tmp_path / "in.txt"
+    words = ["a", "b", "c", "m", "z"]
+    text.write_text("\n".join(" ".join(words[(i * 7 + j) % 5] for j in range(i % 4 + 1))
+                              for i in range(300)) + "\n")
+    mapped = _task(job(), tmp_path, "m", "map", str(text), memory)
+    out = _task(job(), tmp_path, "r", "reduce", mapped, memory)
+    rows = [line.split(b"\t") for line in mrfiles.iter_records(out, 0, read_trailer(out)[
+        "parts"][0][1])]
+    counts = {w: text.read_text().split().count(w) for w in words}
+    arrival = [("c", "init")] if job is RelabelsWithInit else []
+    for w in words:
+        arrival += [("b", "from m")] if w == "m" else []
+        arrival.append((w, counts[w]))
+        arrival += [("z", "from c")] if w == "c" else []
+    expected = sorted(arrival, key=lambda kv: json.dumps(kv[0]).encode())  # stable
+    assert [(json.loads(k), json.loads(v)) for k, v in rows] == expected
+    assert read_trailer(out)["records"] == len(expected)
